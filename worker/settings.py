@@ -206,8 +206,7 @@ def _upstream_problems(
     missing = [var for var, v in values.items() if v in (None, "")]
     if missing:
         return [
-            f"{var}: is not set, but {', '.join(configured)} is; "
-            f"set every {name}_* variable or none of them"
+            f"{var}: is not set, but {', '.join(configured)} is; set every {name}_* variable or none of them"
             for var in missing
         ]
     return []
