@@ -83,8 +83,8 @@ class Settings(BaseSettings):
     retry_max_backoff_seconds: float = Field(30.0, gt=0)
     retry_after_cap_seconds: float = Field(300.0, gt=0)
 
-    odoo_breaker: BreakerSettings = BreakerSettings()
-    woocommerce_breaker: BreakerSettings = BreakerSettings()
+    odoo_breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    woocommerce_breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     breaker_redis_socket_timeout: float = Field(0.25, gt=0)
     breaker_redis_retry_interval_seconds: float = Field(5.0, gt=0)
 
