@@ -1,0 +1,192 @@
+"""WooCommerce REST v3 client: products and variations, page by page.
+
+Pages are numbered (``X-WP-TotalPages``); once the total is known the following pages are fetched
+by a bounded pool but yielded in page order, holding at most ``woocommerce_page_concurrency``
+pages ahead of the consumer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+import tenacity
+from requests.auth import HTTPBasicAuth
+
+from worker.errors import MalformedPayload
+from worker.settings import Settings
+from worker.upstream.calls import GuardedCall
+from worker.upstream.failures import FailureRecorder
+from worker.upstream.http import HttpResponse, HttpTransport
+from worker.upstream.paging import PageNumbers
+from worker.upstream.protocols import Breaker, EventSink
+from worker.upstream.retry import build_retrying
+
+UPSTREAM = "woocommerce"
+API_PATH = "/wp-json/wc/v3"
+PER_PAGE = 100  # WooCommerce's maximum; more is a 400 rest_invalid_param
+WOO_DATETIME = "%Y-%m-%dT%H:%M:%S"
+
+
+@dataclass(frozen=True)
+class WooPage:
+    """One page of raw records, with where it sits in the listing."""
+
+    records: list[dict[str, Any]]
+    page: int
+    total_pages: int | None
+    total: int | None
+
+
+def woo_datetime(value: datetime) -> str:
+    """A naive UTC timestamp, as ``modified_after`` expects with ``dates_are_gmt=true``."""
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime(WOO_DATETIME)
+
+
+def _int_header(resp: HttpResponse, name: str) -> int | None:
+    value = resp.headers.get(name, "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def parse_page(resp: HttpResponse, page: int, operation: str) -> WooPage:
+    """A checked page: a JSON list of objects, or ``MalformedPayload`` -- never an empty catalog.
+
+    Caching plugins serve HTML with 200 and PHP prints notices before the JSON; both must fail
+    loudly, or a full sync would conclude every product was deleted.
+    """
+    ctx: dict[str, Any] = {
+        "upstream": UPSTREAM,
+        "operation": operation,
+        "status_code": resp.status_code,
+        "request": resp.request,
+        "response": resp.summary(),
+    }
+    content_type = resp.headers.get("Content-Type", "")
+    if "json" not in content_type.lower():
+        msg = f"expected JSON, got Content-Type {content_type or 'none'!r}"
+        raise MalformedPayload(msg, **ctx)
+    try:
+        data = json.loads(resp.body)
+    except ValueError as exc:
+        msg = f"unparseable JSON body ({exc.__class__.__name__}: {exc})"
+        raise MalformedPayload(msg, **ctx) from None
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        msg = f"expected a JSON list of objects, got {type(data).__name__}"
+        raise MalformedPayload(msg, **ctx)
+    return WooPage(data, page, _int_header(resp, "X-WP-TotalPages"), _int_header(resp, "X-WP-Total"))
+
+
+class WooCommerceClient:
+    """Reads products and variations; every request goes retry -> breaker -> transport."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        breaker: Breaker,
+        event_log: EventSink,
+        retrying: tenacity.Retrying | None = None,
+        *,
+        correlation_id: str | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        if not settings.woocommerce_url:
+            msg = "WOOCOMMERCE_URL is not configured"
+            raise ValueError(msg)
+        key = settings.woocommerce_consumer_key
+        secret = settings.woocommerce_consumer_secret
+        if key is None or secret is None:
+            msg = "WOOCOMMERCE_CONSUMER_KEY and WOOCOMMERCE_CONSUMER_SECRET are required"
+            raise ValueError(msg)
+        self._base = settings.woocommerce_url.rstrip("/") + API_PATH
+        self._transport = HttpTransport(settings, UPSTREAM, session=session)
+        self._concurrency = settings.woocommerce_page_concurrency
+        # Query-string keys are for hosts that strip Authorization; summaries redact them.
+        self._auth: HTTPBasicAuth | None = None
+        self._auth_params: dict[str, str] = {}
+        if settings.woocommerce_auth == "query":
+            self._auth_params = {
+                "consumer_key": key.get_secret_value(),
+                "consumer_secret": secret.get_secret_value(),
+            }
+        else:
+            self._auth = HTTPBasicAuth(key.get_secret_value(), secret.get_secret_value())
+        recorder = FailureRecorder(
+            UPSTREAM, event_log, breaker, settings,
+            base_url=settings.woocommerce_url, correlation_id=correlation_id,
+        )  # fmt: skip
+        self._guarded = GuardedCall(breaker, retrying or build_retrying(settings), recorder)
+
+    def iter_product_pages(
+        self,
+        *,
+        modified_after: datetime | None = None,
+        modified_before: datetime | None = None,
+        status: str = "any",
+        start_page: int = 1,
+    ) -> Iterator[WooPage]:
+        """Products ordered by id; ``status="any"`` excludes trash, so ask for ``"trash"`` too."""
+        params: dict[str, Any] = {"status": status, "orderby": "id", "order": "asc"}
+        if modified_after is not None or modified_before is not None:
+            params["dates_are_gmt"] = "true"
+        if modified_after is not None:
+            params["modified_after"] = woo_datetime(modified_after)
+        if modified_before is not None:
+            params["modified_before"] = woo_datetime(modified_before)
+        return self._iter_pages("/products", params, "fetch_products", start_page)
+
+    def iter_variation_pages(self, product_id: int) -> Iterator[WooPage]:
+        """The variations of one variable product, ordered by id."""
+        params = {"orderby": "id", "order": "asc"}
+        path = f"/products/{int(product_id)}/variations"
+        return self._iter_pages(path, params, "fetch_variations", 1)
+
+    def list_product_ids(self, status: str = "any") -> Iterator[list[int]]:
+        """Every product id with ``status``, one page at a time: the cheap deletion scan."""
+        params = {"status": status, "orderby": "id", "order": "asc", "_fields": "id"}
+        for page in self._iter_pages("/products", params, "list_product_ids", 1):
+            yield [int(r["id"]) for r in page.records]
+
+    def fetch_page(self, path: str, params: dict[str, Any], page: int, operation: str) -> WooPage:
+        """One page through retry and breaker."""
+        query = {**params, "per_page": PER_PAGE, "page": page, **self._auth_params}
+        url = self._base + path
+
+        def send() -> WooPage:
+            resp = self._transport.request("GET", url, operation=operation, params=query, auth=self._auth)
+            return parse_page(resp, page, operation)
+
+        return self._guarded(operation, send)
+
+    def _iter_pages(
+        self, path: str, params: dict[str, Any], operation: str, start_page: int
+    ) -> Iterator[WooPage]:
+        numbers = PageNumbers(next_page=max(1, start_page))
+        pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="woo-page")
+        pending: deque[Future[WooPage]] = deque()
+        try:
+            while True:
+                while len(pending) < self._concurrency and numbers.known_remaining():
+                    n = numbers.take()
+                    pending.append(pool.submit(self.fetch_page, path, params, n, operation))
+                if pending:
+                    page = pending.popleft().result()
+                elif numbers.unknown_remaining():
+                    page = self.fetch_page(path, params, numbers.take(), operation)
+                else:
+                    return
+                numbers.observe(page.page, len(page.records), PER_PAGE, page.total_pages)
+                if page.records:
+                    yield page
+        finally:
+            # A failed page (breaker open, retries spent) or a consumer that stopped early: drop
+            # what is queued; requests already on the wire finish in the background and are ignored.
+            for fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
