@@ -1,0 +1,297 @@
+"""The circuit breaker a task wraps around each upstream call.
+
+Protocol with the shared store (see scripts/*.lua), at most two round trips per guarded call:
+
+* **Admission** ("may I call?") is one script. It refuses at once in OPEN / FORCED_OPEN (the
+  fail-fast path: that one round trip only), moves OPEN to HALF_OPEN when the open period is over,
+  and in HALF_OPEN hands out one of ``half_open_max_calls`` fleet-wide leases (permits).
+* **Successes in CLOSED are buffered** in this process and carried by its next script call, so
+  a healthy call costs one round trip. Each buffered success carries the generation and the
+  failure sequence number its admission saw. When applied it ends the consecutive-failure run only
+  up to that sequence number: failures recorded after its admission stay counted, so a late
+  success never wipes failures that came after it. A success of an older generation (the breaker
+  changed state since) reaches only the totals: it cannot close or reset a newer generation.
+* **Failures are reported at once** by the record script, which may trip the breaker; so are
+  slow calls (they count as failures) and every outcome of a half-open probe.
+* **Fencing**: every transition bumps the generation. An outcome admitted under an older
+  generation, or holding a lease that was reclaimed, only reaches the totals.
+* The last success of a process stays buffered until its next call; ``flush()`` pushes it (call it
+  at the end of a task if the stats must be exact). Until then the window may be missing one
+  success per process, which can only make the rate rule slightly stricter.
+
+No lock is held around the guarded call; the scripts serialise the decisions. If Redis cannot be
+reached, an in-process store with the same policy takes over, and Redis is tried again only after
+``retry_interval`` seconds, so a dead Redis costs one short timeout per interval, not per call.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import ParamSpec, TypeVar
+
+import redis
+
+from worker.breaker.listeners import BreakerListener, operator_reason
+from worker.breaker.memory_store import MemoryBreakerStore
+from worker.breaker.policy import BreakerPolicy, is_slow
+from worker.breaker.redis_store import RedisBreakerStore
+from worker.breaker.state import (
+    NO_PENDING,
+    Admission,
+    BreakerState,
+    BreakerStats,
+    PendingSuccesses,
+    Transition,
+)
+from worker.errors import CircuitOpenError
+
+logger = logging.getLogger("worker.breaker")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+SLOW_CALL = "slow_call"
+
+
+def error_label(exc: BaseException) -> str:
+    """The class name and status code: never the message, which may carry secrets."""
+    status = getattr(exc, "status_code", None)
+    return f"{type(exc).__name__}:{status}" if isinstance(status, int) else type(exc).__name__
+
+
+class _SuccessBuffer:
+    """Successes in CLOSED counted locally until this process's next round trip."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pending = NO_PENDING
+        self._since = 0.0
+
+    def add(self, admission: Admission) -> None:
+        with self._lock:
+            p = self._pending
+            if admission.generation < p.generation:
+                self._pending = replace(p, stale_count=p.stale_count + 1)
+            elif admission.generation > p.generation:
+                self._pending = PendingSuccesses(
+                    admission.generation, 1, admission.failure_seq, 0.0, p.stale_count + p.count
+                )
+            else:
+                seq = max(p.max_failure_seq, admission.failure_seq)
+                self._pending = replace(p, count=p.count + 1, max_failure_seq=seq)
+            self._since = self._clock()
+
+    def take(self) -> PendingSuccesses:
+        """Hand the buffer to a script call; the age lets Redis date the last success itself."""
+        with self._lock:
+            p, self._pending = self._pending, replace(NO_PENDING, generation=self._pending.generation)
+            if p.count + p.stale_count == 0:
+                return NO_PENDING
+            return replace(p, age_seconds=max(0.0, self._clock() - self._since))
+
+
+class CircuitBreaker:
+    """A fleet-wide breaker: ``call``, ``guard()`` or use it as a decorator."""
+
+    def __init__(
+        self,
+        name: str,
+        redis_client: redis.Redis | None,
+        policy: BreakerPolicy,
+        *,
+        listener: BreakerListener | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        key_prefix: str | None = None,
+        retry_interval: float = 5.0,
+    ) -> None:
+        self.name = name
+        self.policy = policy
+        self._listener = listener
+        self._clock = clock
+        self._retry_interval = retry_interval
+        self._memory = MemoryBreakerStore(name, policy, clock)
+        self._redis = (
+            RedisBreakerStore(name, redis_client, policy, key_prefix or f"syncworker:breaker:{{{name}}}")
+            if redis_client is not None
+            else None
+        )
+        self._buffer = _SuccessBuffer(clock)
+        self._degraded_until: float | None = None
+
+    # -- guarding ----------------------------------------------------------------------------------
+
+    def call(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn`` if the breaker admits it; raises ``CircuitOpenError`` when refused."""
+        with self.guard():
+            return fn(*args, **kwargs)
+
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            return self.call(fn, *args, **kwargs)
+
+        return guarded
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Admit, run the body, report its outcome."""
+        store, admission = self._admit()
+        started = self._clock()
+        try:
+            yield
+        except Exception as exc:
+            if self.policy.counts_as_failure(exc):
+                self._report(store, admission, "fail", error_label(exc))
+            else:
+                # The upstream answered (a 4xx, a record that failed validation): it is healthy.
+                self._succeeded(store, admission, started)
+            raise
+        except BaseException:
+            # Cancelled (shutdown, interrupt): no outcome, but give a probe lease back.
+            if admission.token:
+                self._report(store, admission, "release", "")
+            raise
+        self._succeeded(store, admission, started)
+
+    # -- reading and operating ---------------------------------------------------------------------
+
+    def stats(self) -> BreakerStats:
+        """The shared stats, or this process's own (``degraded=True``) while Redis is away."""
+        store = self._store()
+        if store is not None:
+            try:
+                return store.stats()
+            except redis.RedisError as exc:
+                self._degrade(exc)
+        return replace(self._memory.stats(), degraded=self._redis is not None)
+
+    def state(self) -> BreakerState:
+        return self.stats().state
+
+    def flush(self) -> None:
+        """Push buffered successes to the shared store now (e.g. at the end of a task)."""
+        store = self._store()
+        if store is None:
+            return
+        try:
+            store.record("flush", -1, None, "", self._buffer.take())
+            self._recovered()
+        except redis.RedisError as exc:
+            self._degrade(exc)
+
+    def force_open(self, actor: str) -> Transition:
+        return self._command("force_open", actor)
+
+    def force_close(self, actor: str) -> Transition:
+        return self._command("force_close", actor)
+
+    def reset(self, actor: str) -> Transition:
+        return self._command("reset", actor)
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _store(self) -> RedisBreakerStore | None:
+        """Redis unless it failed less than ``retry_interval`` ago."""
+        if self._redis is None:
+            return None
+        if self._degraded_until is not None and self._clock() < self._degraded_until:
+            return None
+        return self._redis
+
+    def _admit(self) -> tuple[RedisBreakerStore | MemoryBreakerStore, Admission]:
+        store = self._store()
+        admission = None
+        if store is not None:
+            try:
+                admission = store.admit(self._buffer.take())
+                self._recovered()
+            except redis.RedisError as exc:
+                self._degrade(exc)
+        chosen: RedisBreakerStore | MemoryBreakerStore = self._memory
+        if store is not None and admission is not None:
+            chosen = store
+        else:
+            admission = self._memory.admit(NO_PENDING)
+        self._notify(admission.transition)
+        if not admission.allowed:
+            raise CircuitOpenError(self.name, admission.retry_after)
+        return chosen, admission
+
+    def _succeeded(
+        self, store: RedisBreakerStore | MemoryBreakerStore, admission: Admission, started: float
+    ) -> None:
+        if is_slow(self.policy, self._clock() - started):
+            self._report(store, admission, "fail", SLOW_CALL)
+        elif admission.token or admission.state != BreakerState.CLOSED:
+            self._report(store, admission, "ok", "")
+        elif store is self._memory:
+            # In process a round trip is free: apply the success at once, with the same rule.
+            one = PendingSuccesses(admission.generation, 1, admission.failure_seq)
+            self._notify(self._memory.record("flush", -1, None, "", one))
+        else:
+            self._buffer.add(admission)
+
+    def _report(
+        self,
+        store: RedisBreakerStore | MemoryBreakerStore,
+        admission: Admission,
+        kind: str,
+        error: str,
+    ) -> None:
+        if store is self._memory:
+            tr = self._memory.record(kind, admission.generation, admission.token, error, NO_PENDING)
+        else:
+            try:
+                tr = store.record(kind, admission.generation, admission.token, error, self._buffer.take())
+            except redis.RedisError as exc:
+                self._degrade(exc)
+                # The shared store missed this outcome; the local breaker counts it instead.
+                if kind != "fail":
+                    return
+                tr = self._memory.record(kind, self._memory.stats().generation, None, error, NO_PENDING)
+        self._notify(tr)
+
+    def _command(self, op: str, actor: str) -> Transition:
+        # Operators must see a failure rather than silently change one process's local state.
+        store = self._redis or self._memory
+        tr = store.command(op, operator_reason(actor))
+        self._notify(tr)
+        return tr
+
+    def _degrade(self, exc: redis.RedisError) -> None:
+        first = self._degraded_until is None
+        self._degraded_until = self._clock() + self._retry_interval
+        if first:
+            logger.warning(
+                "breaker store unreachable; using in-process breaker",
+                extra={"breaker": self.name, "error": type(exc).__name__},
+            )
+            self._store_change(True, type(exc).__name__)
+
+    def _recovered(self) -> None:
+        if self._degraded_until is not None:
+            self._degraded_until = None
+            self._store_change(False, "redis answered")
+
+    def _store_change(self, degraded: bool, detail: str) -> None:
+        if self._listener is None:
+            return
+        try:
+            self._listener.on_store_change(self.name, degraded, detail)
+        except Exception:
+            logger.exception("breaker listener failed", extra={"breaker": self.name})
+
+    def _notify(self, tr: Transition | None) -> None:
+        if tr is None or self._listener is None:
+            return
+        try:
+            self._listener.on_transition(self.name, tr.old, tr.new, tr.reason, tr.stats.as_dict())
+        except Exception:
+            logger.exception("breaker listener failed", extra={"breaker": self.name})

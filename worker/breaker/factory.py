@@ -1,0 +1,76 @@
+"""Build breakers from settings: one per upstream, sharing the fleet's Redis."""
+
+from __future__ import annotations
+
+import redis
+
+from worker.breaker.breaker import CircuitBreaker
+from worker.breaker.listeners import EventLogLike, EventLogListener, ListenerGroup, LoggingListener
+from worker.breaker.policy import BreakerPolicy
+from worker.breaker.state import BreakerStats
+from worker.settings import BreakerSettings, Settings
+
+BREAKER_NAMES = ("odoo", "woocommerce")
+
+
+def breaker_redis(settings: Settings) -> redis.Redis:
+    """A client that fails fast: short timeouts, no retries, no health-check round trips.
+
+    A retrying client turns a dead Redis into seconds of stall per call; the breaker would rather
+    fall back to its in-process state at once.
+    """
+    timeout = settings.breaker_redis_socket_timeout
+    client: redis.Redis = redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=None,
+        retry_on_timeout=False,
+        retry_on_error=[],
+        health_check_interval=0,
+    )
+    return client
+
+
+def key_prefix(settings: Settings, name: str) -> str:
+    """All keys of one breaker share the hash tag ``{name}``."""
+    return f"{settings.redis_key_prefix}:breaker:{{{name}}}"
+
+
+def breaker_settings(settings: Settings, name: str) -> BreakerSettings:
+    if name not in BREAKER_NAMES:
+        msg = f"unknown breaker {name!r}; known: {', '.join(BREAKER_NAMES)}"
+        raise ValueError(msg)
+    bs: BreakerSettings = getattr(settings, f"{name}_breaker")
+    return bs
+
+
+def build_breaker(
+    name: str, settings: Settings, redis_client: redis.Redis | None, event_log: EventLogLike
+) -> CircuitBreaker:
+    """The breaker for one upstream, writing its transitions to the event log."""
+    return CircuitBreaker(
+        name,
+        redis_client,
+        BreakerPolicy.from_settings(breaker_settings(settings, name)),
+        listener=ListenerGroup(EventLogListener(event_log), LoggingListener()),
+        key_prefix=key_prefix(settings, name),
+        retry_interval=settings.breaker_redis_retry_interval_seconds,
+    )
+
+
+def list_breakers(
+    settings: Settings, redis_client: redis.Redis, event_log: EventLogLike | None = None
+) -> list[BreakerStats]:
+    """Stats of every configured breaker, read from the shared store."""
+    stats = []
+    for name in BREAKER_NAMES:
+        breaker = CircuitBreaker(
+            name,
+            redis_client,
+            BreakerPolicy.from_settings(breaker_settings(settings, name)),
+            listener=EventLogListener(event_log) if event_log is not None else None,
+            key_prefix=key_prefix(settings, name),
+        )
+        stats.append(breaker.stats())
+    return stats

@@ -1,0 +1,2 @@
+-- Read the stats; trims the window and expired permits but changes no decision state.
+return reply(1, 0, '', {state(), state(), ''})
