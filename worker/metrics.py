@@ -1,0 +1,240 @@
+"""Prometheus metrics. Other modules call the ``record_*`` / ``observe_*`` helpers, never the registry.
+
+Counters and histograms work with prefork workers through prometheus-client's multiprocess mode: when
+``PROMETHEUS_MULTIPROC_DIR`` is set (prometheus-client reads the variable itself, at import), every
+process writes its samples to files there and the exporter in the worker's main process sums them.
+The breaker state is not a per-process value at all: it lives in Redis for the whole fleet, so a
+collector reads it at scrape time and any process's exporter reports the same, current truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import redis
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
+
+from worker.settings import Settings
+
+logger = logging.getLogger("worker.metrics")
+
+PREFIX = "syncworker"
+BREAKER_NAMES = ("odoo", "woocommerce")
+BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "forced_closed")
+# Outcomes that say nothing about the upstream's health: it answered, or it was never called.
+NOT_FAILURES = frozenset({"ok", "rejected"})
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+RUN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+
+BREAKER_TRANSITIONS = Counter(
+    f"{PREFIX}_breaker_transitions",
+    "Breaker state changes, by breaker and the states left and entered.",
+    ["breaker", "from_state", "to_state"],
+    registry=None,
+)
+UPSTREAM_CALLS = Counter(
+    f"{PREFIX}_upstream_calls",
+    "HTTP calls to an upstream by operation and outcome (ok, retriable, fatal, malformed, rejected...).",
+    ["upstream", "operation", "outcome"],
+    registry=None,
+)
+UPSTREAM_FAILURES = Counter(
+    f"{PREFIX}_upstream_failures",
+    "Upstream calls that failed (every outcome except ok and rejected).",
+    ["upstream", "operation"],
+    registry=None,
+)
+UPSTREAM_LATENCY = Histogram(
+    f"{PREFIX}_upstream_call_duration_seconds",
+    "Wall time of one upstream call, by operation.",
+    ["upstream", "operation"],
+    buckets=LATENCY_BUCKETS,
+    registry=None,
+)
+SYNC_RUNS = Counter(
+    f"{PREFIX}_sync_runs",
+    "Finished sync runs by source, mode (full/incremental) and status.",
+    ["source", "mode", "status"],
+    registry=None,
+)
+SYNC_DURATION = Histogram(
+    f"{PREFIX}_sync_run_duration_seconds",
+    "Wall time of one sync run.",
+    ["source", "mode"],
+    buckets=RUN_BUCKETS,
+    registry=None,
+)
+SYNC_RECORDS = Counter(
+    f"{PREFIX}_sync_records",
+    "Records handled by sync runs, by what happened to them (fetched, inserted, updated...).",
+    ["source", "kind"],
+    registry=None,
+)
+EVENTS_WRITTEN = Counter(
+    f"{PREFIX}_event_log_writes",
+    "Rows written to event_log, by event type.",
+    ["event_type"],
+    registry=None,
+)
+PROCESS_METRICS: tuple[Collector, ...] = (
+    BREAKER_TRANSITIONS,
+    UPSTREAM_CALLS,
+    UPSTREAM_FAILURES,
+    UPSTREAM_LATENCY,
+    SYNC_RUNS,
+    SYNC_DURATION,
+    SYNC_RECORDS,
+    EVENTS_WRITTEN,
+)
+
+
+# -- helpers the rest of the code calls --------------------------------------------------------------
+
+
+def record_breaker_transition(name: str, old: str, new: str) -> None:
+    BREAKER_TRANSITIONS.labels(name, str(old), str(new)).inc()
+
+
+def observe_upstream_call(upstream: str, operation: str, outcome: str, seconds: float) -> None:
+    UPSTREAM_CALLS.labels(upstream, operation, outcome).inc()
+    if outcome not in NOT_FAILURES:
+        UPSTREAM_FAILURES.labels(upstream, operation).inc()
+    if outcome != "rejected":
+        UPSTREAM_LATENCY.labels(upstream, operation).observe(max(0.0, seconds))
+
+
+def record_sync_run(
+    source: str, mode: str, status: str, duration_seconds: float, counts: Mapping[str, int]
+) -> None:
+    SYNC_RUNS.labels(source, mode, str(status)).inc()
+    SYNC_DURATION.labels(source, mode).observe(max(0.0, duration_seconds))
+    for kind, value in counts.items():
+        if value:
+            SYNC_RECORDS.labels(source, kind).inc(value)
+
+
+def record_event_written(event_type: str) -> None:
+    EVENTS_WRITTEN.labels(event_type).inc()
+
+
+# -- the fleet-wide breaker gauge ------------------------------------------------------------------
+
+
+StateReader = Callable[[], dict[str, str]]
+
+
+def redis_state_reader(settings: Settings, client: redis.Redis) -> StateReader:
+    """Breaker states through the breaker's own read path (a read-only script per breaker)."""
+
+    def read() -> dict[str, str]:
+        from worker.breaker import list_breakers
+
+        stats = list_breakers(settings, client)
+        if any(s.degraded for s in stats):
+            msg = "breaker store unreachable"
+            raise redis.ConnectionError(msg)
+        return {s.name: str(s.state) for s in stats}
+
+    return read
+
+
+class BreakerStateCollector(Collector):
+    """``syncworker_breaker_state{breaker,state}`` = 1 for the current state, read at scrape time."""
+
+    def __init__(self, read_states: StateReader) -> None:
+        self._read = read_states
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # states are only known at scrape time; never read Redis at registration
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            f"{PREFIX}_breaker_store_up", "1 when the breaker state in Redis was readable."
+        )
+        try:
+            states = self._read()
+        except Exception as exc:
+            logger.warning("breaker state unreadable for metrics", extra={"error": type(exc).__name__})
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        gauge = GaugeMetricFamily(
+            f"{PREFIX}_breaker_state",
+            "1 for each breaker's current state (closed, open, half_open, forced_open, forced_closed).",
+            labels=["breaker", "state"],
+        )
+        for name, current in sorted(states.items()):
+            for state in BREAKER_STATES:
+                gauge.add_metric([name, state], 1.0 if state == current else 0.0)
+        yield gauge
+
+
+# -- exposition -------------------------------------------------------------------------------------
+
+
+def multiproc_dir() -> str | None:
+    # prometheus-client itself reads this variable at import; the exporter must agree with it.
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def build_registry(read_states: StateReader | None) -> CollectorRegistry:
+    """What one scrape shows: every process's samples (multiprocess) or this one's, plus breakers."""
+    registry = CollectorRegistry(auto_describe=False)
+    path = multiproc_dir()
+    if path:
+        MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    else:
+        for metric in PROCESS_METRICS:
+            registry.register(metric)
+    if read_states is not None:
+        registry.register(BreakerStateCollector(read_states))
+    return registry
+
+
+def start_metrics_server(settings: Settings, *, addr: str = "0.0.0.0") -> Any | None:  # noqa: S104
+    """Serve ``/metrics`` on ``settings.metrics_port`` (0 = off); returns the server (``.shutdown()``)."""
+    if not settings.metrics_port:
+        return None
+    from worker.breaker import breaker_redis
+
+    registry = build_registry(redis_state_reader(settings, breaker_redis(settings)))
+    server, _thread = start_http_server(settings.metrics_port, addr=addr, registry=registry)
+    logger.info("metrics exporter listening", extra={"port": settings.metrics_port})
+    return server
+
+
+def reset_multiproc_dir() -> None:
+    """Empty the multiprocess directory: files of a previous run's dead processes would be summed in."""
+    path = multiproc_dir()
+    if not path:
+        return
+    directory = Path(path)
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+
+
+def install_celery_metrics_hooks(settings: Settings) -> None:
+    """Connect the worker signals: fresh multiprocess files and the exporter at start, cleanup per child."""
+    from celery.signals import worker_init, worker_process_shutdown
+
+    def on_worker_init(**_: Any) -> None:
+        reset_multiproc_dir()
+        start_metrics_server(settings)
+
+    def on_child_exit(pid: int | None = None, **_: Any) -> None:
+        if multiproc_dir():
+            mark_process_dead(pid or os.getpid())  # type: ignore[no-untyped-call]
+
+    worker_init.connect(on_worker_init, weak=False)
+    worker_process_shutdown.connect(on_child_exit, weak=False)
