@@ -1,0 +1,113 @@
+"""Celery tasks: thin wrappers that build dependencies and call the sync engine.
+
+``execute`` is the body both tasks share: redelivery cap, ``run_sync``, and what to do with the
+message afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+import redis
+from celery.exceptions import Reject
+
+from worker.shutdown import shutdown_requested
+from worker.sync import RunResult, RunStatus, SyncSource, run_sync
+
+log = logging.getLogger(__name__)
+
+REDELIVERY_LIMIT_EVENT = "sync.redelivery_limit"
+
+
+class DeliveryGuard:
+    """Counts deliveries of one task id that did not end cleanly, so a poison message stops looping.
+
+    The count goes up when a delivery starts and is undone when the run hands its work back on purpose
+    (warm shutdown), so only crashes count: a message that kills its worker every time is dropped
+    after ``max_redeliveries`` redeliveries instead of killing the fleet forever.
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str, max_redeliveries: int, ttl_seconds: int) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.max_redeliveries = max_redeliveries
+        self.ttl_seconds = ttl_seconds
+
+    def key(self, task_id: str) -> str:
+        return f"{self.prefix}:deliveries:{task_id}"
+
+    def begin(self, task_id: str) -> int:
+        """Count this delivery; returns how many unclean deliveries there have been, this one included."""
+        pipe = self.client.pipeline()
+        pipe.incr(self.key(task_id))
+        pipe.expire(self.key(task_id), self.ttl_seconds)
+        count, _ = pipe.execute()
+        return int(count)
+
+    def over_limit(self, count: int) -> bool:
+        return count > 1 + self.max_redeliveries
+
+    def handed_back(self, task_id: str) -> None:
+        self.client.decr(self.key(task_id))
+
+    def finished(self, task_id: str) -> None:
+        self.client.delete(self.key(task_id))
+
+
+def summary(source: SyncSource, full: bool, result: RunResult) -> dict[str, Any]:
+    """The small JSON-able result stored in the result backend."""
+    return {
+        "source": str(source),
+        "full": full,
+        "run_id": result.run_id,
+        "status": str(result.status),
+        "counts": asdict(result.counts),
+        "retry_after": result.retry_after,
+    }
+
+
+def _guard() -> DeliveryGuard:
+    from worker.deps import get_redis, get_settings
+
+    settings = get_settings()
+    ttl = settings.celery_visibility_timeout * (settings.sync_max_redeliveries + 2)
+    return DeliveryGuard(get_redis(), settings.redis_key_prefix, settings.sync_max_redeliveries, ttl)
+
+
+def execute(source: SyncSource, *, full: bool, task_id: str | None) -> dict[str, Any]:
+    """Run one sync for a delivered message and decide the message's fate.
+
+    Raises:
+        Reject: with ``requeue=True`` when a warm shutdown interrupted the run; the next delivery
+            resumes from the checkpoint the engine committed.
+    """
+    from worker.deps import get_deps, get_event_log
+
+    guard = _guard()
+    if task_id is not None:
+        count = guard.begin(task_id)
+        if guard.over_limit(count):
+            get_event_log().record(
+                REDELIVERY_LIMIT_EVENT,
+                aggregate_id=str(source),
+                correlation_id=task_id,
+                payload={"deliveries": count, "max_redeliveries": guard.max_redeliveries, "full": full},
+            )
+            guard.finished(task_id)
+            log.error("sync message dropped after repeated crashes", extra={"task_id": task_id})
+            return {"source": str(source), "full": full, "run_id": None, "status": "redelivery_limit"}
+    result = run_sync(source, get_deps(source), full=full, task_id=task_id, should_stop=shutdown_requested)
+    if result.status is RunStatus.INTERRUPTED and result.resumable:
+        if task_id is not None:
+            guard.handed_back(task_id)
+        # Reject(requeue=True) puts this very message back on the broker (same id, same arguments) and
+        # is not a failure: no result is stored, no retry budget is spent, and with the Redis transport
+        # it is pushed back to the queue at once rather than waiting out the visibility timeout.
+        raise Reject("warm shutdown: work handed back to the queue", requeue=True)
+    if task_id is not None:
+        guard.finished(task_id)
+    # An open breaker is not retried here: the next beat tick comes within minutes, and a countdown
+    # would sit unacked in a worker, competing with the visibility timeout and with those ticks.
+    return summary(source, full, result)

@@ -1,0 +1,23 @@
+"""syncworker: mirrors Odoo suppliers and WooCommerce products into SQL.
+
+``celery -A worker`` finds the app as ``worker.app``. It is built on first access only, so importing
+``worker.settings`` or any other submodule never reads the environment or builds the Celery app.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    app: Celery
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from worker.celery_app import app
+
+        return app
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)

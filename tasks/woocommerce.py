@@ -1,0 +1,26 @@
+"""WooCommerce product sync task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from tasks import execute
+from worker.celery_app import app
+from worker.celery_config import WOOCOMMERCE_QUEUE
+from worker.sync import SyncSource
+
+
+# Celery's decorator is untyped; the task keeps .delay()/.apply_async() either way.
+@app.task(  # type: ignore[untyped-decorator]
+    bind=True,
+    name="tasks.woocommerce.sync_products",
+    queue=WOOCOMMERCE_QUEUE,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=False,
+)
+def sync_products(self: Task[Any, Any], full: bool = False) -> dict[str, Any]:
+    """Mirror WooCommerce products and variations; ``full=True`` reconciles the whole catalog."""
+    return execute(SyncSource.WOOCOMMERCE_PRODUCTS, full=full, task_id=self.request.id)

@@ -1,0 +1,40 @@
+"""The Celery app: ``celery -A worker worker|beat|flower``.
+
+Created and configured in one place from one ``Settings`` object; the tasks live in ``tasks/``.
+"""
+
+from __future__ import annotations
+
+import redis
+from celery import Celery
+
+from worker.celery_config import build_config, check_config
+from worker.schedule import build_beat_schedule
+from worker.settings import Settings, get_settings
+from worker.shutdown import connect_shutdown_signals
+
+TASK_MODULES = ("tasks.odoo", "tasks.woocommerce")
+
+
+def create_app(settings: Settings) -> Celery:
+    """A configured app; fails at once when the config would lose or duplicate work."""
+    app = Celery("syncworker", include=list(TASK_MODULES))
+    app.config_from_object(build_config(settings))
+    app.conf.beat_schedule = build_beat_schedule(settings)
+    check_config(app.conf, settings)
+    return app
+
+
+def _wire_process(settings: Settings) -> None:
+    # deps is imported lazily: it pulls in the engine, clients and sync code, which neither beat nor
+    # the CLI needs just to load the app.
+    def redis_client() -> redis.Redis:
+        from worker.deps import get_redis
+
+        return get_redis()
+
+    connect_shutdown_signals(settings, redis_client)
+
+
+app = create_app(get_settings())
+_wire_process(get_settings())
