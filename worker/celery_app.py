@@ -9,6 +9,7 @@ import redis
 from celery import Celery
 
 from worker.celery_config import build_config, check_config
+from worker.logs import connect_celery_signals
 from worker.schedule import build_beat_schedule
 from worker.settings import Settings, get_settings
 from worker.shutdown import connect_shutdown_signals
@@ -33,6 +34,7 @@ def _wire_process(settings: Settings) -> None:
 
         return get_redis()
 
+    connect_celery_signals(settings)
     connect_shutdown_signals(settings, redis_client)
 
 

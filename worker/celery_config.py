@@ -119,7 +119,6 @@ def config_problems(conf: Any, settings: Settings) -> list[str]:
         problems.append(f"task_soft_time_limit ({soft}) must be below task_time_limit ({hard})")
     countdowns = {
         "RETRY_AFTER_CAP_SECONDS": settings.retry_after_cap_seconds,
-        "RETRY_MAX_DELAY_SECONDS": settings.retry_max_delay_seconds,
         "ODOO_BREAKER__OPEN_MAX_SECONDS": settings.odoo_breaker.open_max_seconds,
         "WOOCOMMERCE_BREAKER__OPEN_MAX_SECONDS": settings.woocommerce_breaker.open_max_seconds,
     }

@@ -113,8 +113,10 @@ def start_escalation(delay: float, *, pid: int | None = None) -> threading.Timer
     return timer
 
 
-def connect_shutdown_signals(settings: Settings, client_factory: Callable[[], redis.Redis]) -> None:
-    """Wire the flag to the worker's main-process signals."""
+def connect_shutdown_signals(
+    settings: Settings, client_factory: Callable[[], redis.Redis]
+) -> Callable[[], None]:
+    """Wire the flag to the worker's main-process signals; returns a function that unwires it."""
 
     def on_shutting_down(sender: str | None = None, how: str | None = None, **_: Any) -> None:
         if not sender:
@@ -135,3 +137,9 @@ def connect_shutdown_signals(settings: Settings, client_factory: Callable[[], re
 
     worker_shutting_down.connect(on_shutting_down, weak=False)
     worker_ready.connect(on_ready, weak=False)
+
+    def disconnect() -> None:
+        worker_shutting_down.disconnect(on_shutting_down)
+        worker_ready.disconnect(on_ready)
+
+    return disconnect

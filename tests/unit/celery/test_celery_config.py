@@ -1,0 +1,98 @@
+"""Settings -> Celery config, and the start-up check that it never loses or duplicates work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from worker.celery_app import create_app
+from worker.celery_config import (
+    CeleryConfigError,
+    build_config,
+    check_config,
+    config_problems,
+    restore_sweep,
+)
+
+
+@pytest.mark.parametrize(
+    ("visibility_timeout", "expected"),
+    [(3600, (10, 10)), (400, (10, 10)), (120, (10, 3)), (20, (5, 1)), (8, (2, 1)), (2, (1, 1))],
+    ids=["default", "sweep-capped-at-100s", "quarter-of-2min", "test-20s", "tiny", "minimum"],
+)
+def test_restore_sweep_is_a_quarter_of_the_visibility_timeout(
+    visibility_timeout: int, expected: tuple[int, int]
+) -> None:
+    assert restore_sweep(visibility_timeout) == expected
+    interval, throttle = expected
+    assert interval * throttle <= max(1, visibility_timeout // 4) + interval
+
+
+def test_config_carries_the_delivery_guarantees(settings_factory: Any) -> None:
+    settings = settings_factory(
+        celery_visibility_timeout=900, celery_task_time_limit=800, celery_task_soft_time_limit=700
+    )
+    conf = build_config(settings)
+    assert conf["task_acks_late"] is True
+    assert conf["task_reject_on_worker_lost"] is True
+    assert conf["worker_prefetch_multiplier"] == 1
+    assert conf["worker_cancel_long_running_tasks_on_connection_loss"] is True
+    assert conf["broker_connection_retry_on_startup"] is True
+    assert conf["accept_content"] == ["json"]
+    assert conf["task_serializer"] == conf["result_serializer"] == "json"
+    assert conf["broker_transport_options"]["visibility_timeout"] == 900
+    assert conf["result_backend_transport_options"]["visibility_timeout"] == 900
+    assert (conf["task_soft_time_limit"], conf["task_time_limit"]) == (700, 800)
+    assert [q.name for q in conf["task_queues"]] == ["odoo", "woocommerce"]
+    assert conf["beat_scheduler"] == "redbeat.RedBeatScheduler"
+    assert conf["redbeat_key_prefix"].startswith(settings.redis_key_prefix + ":")
+
+
+def test_broker_defaults_to_redis_url_and_can_be_split(settings_factory: Any) -> None:
+    same = build_config(settings_factory(redis_url="redis://127.0.0.1:6379/3"))
+    assert same["broker_url"] == same["result_backend"] == "redis://127.0.0.1:6379/3"
+    split = build_config(
+        settings_factory(redis_url="redis://127.0.0.1:6379/3", celery_broker_url="redis://127.0.0.1:6379/4")
+    )
+    assert split["broker_url"] == "redis://127.0.0.1:6379/4"
+    assert split["redbeat_redis_url"] == "redis://127.0.0.1:6379/3"
+
+
+def test_a_consistent_app_passes_its_own_check(settings_factory: Any) -> None:
+    settings = settings_factory()
+    app = create_app(settings)
+    assert config_problems(app.conf, settings) == []
+    routed = app.amqp.router.route({}, "tasks.odoo.sync_suppliers")
+    assert routed["queue"].name == "odoo"
+    routed = app.amqp.router.route({}, "tasks.woocommerce.sync_products")
+    assert routed["queue"].name == "woocommerce"
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ({"broker_transport_options": {"visibility_timeout": 60}}, "broker_transport_options"),
+        ({"result_backend_transport_options": {}}, "result_backend_transport_options"),
+        ({"task_time_limit": 3600}, "task_time_limit (3600)"),
+        ({"task_soft_time_limit": 3300}, "task_soft_time_limit"),
+        ({"worker_prefetch_multiplier": 4}, "worker_prefetch_multiplier"),
+        ({"task_reject_on_worker_lost": False}, "task_reject_on_worker_lost"),
+    ],
+    ids=["broker-vt", "backend-vt", "hard-limit", "soft-limit", "prefetch", "reject-on-lost"],
+)
+def test_check_names_each_contradiction(settings_factory: Any, override: dict[str, Any], needle: str) -> None:
+    settings = settings_factory()
+    conf = {**build_config(settings), **override}
+    with pytest.raises(CeleryConfigError, match="inconsistent Celery configuration") as info:
+        check_config(conf, settings)
+    assert needle in str(info.value)
+
+
+def test_check_rejects_countdowns_past_the_visibility_timeout(settings_factory: Any) -> None:
+    # Settings refuse these already; the app check keeps holding if settings are ever built otherwise.
+    settings = settings_factory().model_copy(update={"retry_after_cap_seconds": 4000.0})
+    problems = config_problems(build_config(settings), settings)
+    assert problems == ["RETRY_AFTER_CAP_SECONDS (4000) must stay below the visibility timeout (3600)"]
+    with pytest.raises(CeleryConfigError):
+        create_app(settings)
