@@ -1,0 +1,28 @@
+"""Local simulators of the Odoo and WooCommerce APIs, with fault injection changeable at run time.
+
+```python
+with WooCommerceSimulator(seed=1, size=1000) as woo:
+    woo.base_url, woo.consumer_key, woo.consumer_secret
+    woo.catalog.change(id, name="x"); woo.faults.set(kind="status", status=503, retry_after=2)
+with OdooSimulator(seed=1, size=500, version="19.0") as odoo:
+    odoo.base_url, odoo.db, odoo.login, odoo.api_key
+```
+"""
+
+from __future__ import annotations
+
+from worker.sandbox.catalog_odoo import OdooCatalog
+from worker.sandbox.catalog_woo import WooCatalog
+from worker.sandbox.faults import FaultInjector, FaultSpec, FaultSpecError
+from worker.sandbox.odoo import OdooSimulator
+from worker.sandbox.woocommerce import WooCommerceSimulator
+
+__all__ = [
+    "FaultInjector",
+    "FaultSpec",
+    "FaultSpecError",
+    "OdooCatalog",
+    "OdooSimulator",
+    "WooCatalog",
+    "WooCommerceSimulator",
+]

@@ -1,0 +1,292 @@
+"""A threaded loopback HTTP server base that the simulators share.
+
+The server owns the socket life cycle (start, stop, "down" and back up on the same port) and the
+fault machinery; a simulator only turns a ``Request`` into a ``Response`` and says what its faults
+look like. Connections are HTTP/1.1 keep-alive with exact Content-Length, like a real upstream.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import parse_qs, urlsplit
+
+from worker.sandbox import faultplay
+from worker.sandbox.faults import FaultInjector, FaultSpec, FaultSpecError
+from worker.sandbox.wire import Request, Response, json_response
+
+__all__ = ["CONTROL_PATH", "Request", "Response", "Simulator", "json_response"]
+
+CONTROL_PATH = "/__faults__"
+
+
+class Simulator(abc.ABC):
+    """Base of the upstream simulators: a context manager around a loopback server."""
+
+    def __init__(
+        self, *, faults: FaultInjector | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.faults = faults if faults is not None else FaultInjector()
+        self._server = _ServerControl(self, host, port)
+
+    @abc.abstractmethod
+    def handle(self, request: Request) -> Response:
+        """Answer one request as the real upstream would."""
+
+    @abc.abstractmethod
+    def fault_response(self, fault: FaultSpec, request: Request) -> Response:
+        """The upstream's own look for ``status``, ``html200`` and ``auth`` faults."""
+
+    @abc.abstractmethod
+    def oversized_parts(self, request: Request) -> tuple[bytes, bytes, bytes, str]:
+        """(head, repeated unit, tail, content type) of a valid-looking huge body."""
+
+    def on_started(self) -> None:  # noqa: B027 - optional hook, most simulators need nothing
+        """Hook for simulators whose payloads embed their own URL."""
+
+    @property
+    def base_url(self) -> str:
+        return (
+            f"http://127.0.0.1:{self.port}"
+            if self._server.host == "127.0.0.1"
+            else (f"http://{self._server.host}:{self.port}")
+        )
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    @property
+    def is_down(self) -> bool:
+        return self._server.is_down
+
+    def start(self) -> Self:
+        self._server.start()
+        self.on_started()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], control: _ServerControl) -> None:
+        self.control = control
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.control.track(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        self.control.untrack(request)
+        super().shutdown_request(request)
+
+
+class _ServerControl:
+    """Socket life cycle: listen, stop, go down (refuse connections) and come back on the same port."""
+
+    def __init__(self, simulator: Simulator, host: str, port: int) -> None:
+        self.simulator = simulator
+        self.host = host
+        self.port = port
+        self.stopping = threading.Event()
+        self._lock = threading.RLock()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._conns: set[socket.socket] = set()
+        self._local = threading.local()
+        self._started = False
+
+    @property
+    def faults(self) -> FaultInjector:
+        return self.simulator.faults
+
+    @property
+    def is_down(self) -> bool:
+        with self._lock:
+            return self._started and self._httpd is None
+
+    def start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self.stopping.clear()
+            self._listen()
+            self._started = True
+        self.faults.subscribe(self._on_fault)
+
+    def stop(self) -> None:
+        self.faults.unsubscribe(self._on_fault)
+        with self._lock:
+            self._started = False
+            self.stopping.set()
+            self._close_listener()
+            self._drop_connections()
+
+    def _listen(self) -> None:
+        httpd = _HTTPServer((self.host, self.port), self)
+        self.port = httpd.server_address[1]
+        thread = threading.Thread(
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
+            name=f"sandbox-{type(self.simulator).__name__}-{self.port}",
+        )
+        thread.start()
+        self._httpd, self._thread = httpd, thread
+
+    def _close_listener(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+
+    def _on_fault(self, spec: FaultSpec) -> None:
+        with self._lock:
+            if not self._started:
+                return
+            if spec.kind == "down" and self._httpd is not None:
+                self._close_listener()
+                self._drop_connections()
+            elif spec.kind != "down" and self._httpd is None:
+                self._listen()
+
+    def track(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._conns.add(conn)
+
+    def untrack(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._conns.discard(conn)
+
+    def set_current(self, conn: socket.socket | None) -> None:
+        self._local.conn = conn
+
+    def _drop_connections(self) -> None:
+        # A server that goes down also resets its kept-alive connections, except the one that is
+        # answering the control request that brought it down.
+        current = getattr(self._local, "conn", None)
+        for conn in list(self._conns):
+            if conn is current:
+                continue
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Idle keep-alive connections are closed after this many seconds, so threads do not pile up.
+    timeout = 60
+    server: _HTTPServer
+
+    def version_string(self) -> str:
+        return "nginx"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence per-request logging; tests count requests through the fault injector."""
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
+    def _read_request(self) -> Request:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        parts = urlsplit(self.path)
+        return Request(
+            method=self.command,
+            path=parts.path,
+            query=parse_qs(parts.query, keep_blank_values=True),
+            raw_query=parts.query,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+        )
+
+    def _dispatch(self) -> None:
+        control = self.server.control
+        control.set_current(self.connection)
+        try:
+            request = self._read_request()
+            if request.path == CONTROL_PATH:
+                self.send(self._control(request))
+                return
+            decision = control.faults.decide(request.path)
+            if decision.latency_s > 0 and control.stopping.wait(decision.latency_s):
+                self.close_connection = True
+                return
+            if decision.fault is None:
+                self.send(control.simulator.handle(request))
+            else:
+                faultplay.play(self, decision.fault, request, control.simulator, control)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        finally:
+            control.set_current(None)
+
+    def _control(self, request: Request) -> Response:
+        faults = self.server.control.faults
+        if request.method == "DELETE":
+            faults.clear()
+            return json_response(200, faults.snapshot())
+        if request.method == "POST":
+            try:
+                options = json.loads(request.body or b"{}")
+                if not isinstance(options, dict):
+                    raise FaultSpecError("the body must be a JSON object")
+                faults.set(**options)
+            except (ValueError, FaultSpecError) as exc:
+                return json_response(400, {"error": str(exc)})
+            return json_response(200, faults.snapshot())
+        if request.method == "GET":
+            return json_response(200, faults.snapshot())
+        return json_response(405, {"error": "use GET, POST or DELETE"})
+
+    def send(self, response: Response, *, declared_length: int | None = None) -> None:
+        """Write status, headers and body; ``declared_length`` lets a fault lie about the length."""
+        self.send_head(response, len(response.body) if declared_length is None else declared_length)
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    def send_head(self, response: Response, length: int | None) -> None:
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        if length is None:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(length))
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.end_headers()
