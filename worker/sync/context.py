@@ -1,0 +1,120 @@
+"""A running sync's working state: normalise and store pages, checkpoint, count, poll for a stop.
+
+Both sources' passes drive their pages through ``RunContext``; the order is always normalise ->
+upsert -> checkpoint in the same transaction -> renew the lock -> poll ``should_stop``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
+
+from worker.errors import InvalidRecord
+from worker.sync.lock import RunLock
+from worker.sync.outcome import Counts
+from worker.sync.protocols import EventSink
+from worker.sync.sources import SourceSpec
+from worker.sync.state import save_checkpoint
+from worker.sync.store import upsert_page
+
+Normalizer = Callable[[Mapping[str, Any]], dict[str, Any]]
+REASON_MAX = 500
+
+
+class StopRequested(Exception):
+    """``should_stop()`` turned true; the last page and its checkpoint are committed."""
+
+
+@contextmanager
+def transaction(session_factory: Callable[[], Session]) -> Iterator[Connection]:
+    """One committed-or-rolled-back transaction on a connection of the session factory's engine."""
+    with session_factory() as session, session.begin():
+        yield session.connection()
+
+
+def _invalid_id(raw: Mapping[str, Any]) -> str | None:
+    value = raw.get("id")
+    return str(value)[:64] if value is not None else None
+
+
+@dataclass
+class RunContext:
+    spec: SourceSpec
+    full: bool
+    run_id: int
+    correlation_id: str
+    session_factory: Callable[[], Session]
+    event_log: EventSink
+    lock: RunLock
+    should_stop: Callable[[], bool]
+    clock: Callable[[], dt.datetime]
+    started_at: dt.datetime
+    counts: Counts = field(default_factory=Counts)
+
+    def normalize_page(
+        self, raws: Sequence[Mapping[str, Any]], normalize: Normalizer
+    ) -> list[dict[str, Any]]:
+        """Valid rows of a fetched page; each invalid record is logged, counted and skipped."""
+        self.counts.fetched += len(raws)
+        rows: list[dict[str, Any]] = []
+        for raw in raws:
+            try:
+                rows.append(normalize(raw))
+            except InvalidRecord as exc:
+                self._record_invalid(raw, str(exc))
+        return rows
+
+    def _record_invalid(self, raw: Mapping[str, Any], reason: str) -> None:
+        self.counts.skipped += 1
+        record_id = _invalid_id(raw)
+        self.event_log.record(
+            self.spec.record_invalid_event,
+            aggregate_id=f"{self.spec.source.value}:{record_id}",
+            correlation_id=self.correlation_id,
+            payload={"id": record_id, "reason": reason[:REASON_MAX], "run_id": self.run_id},
+        )
+
+    def write(self, rows: Sequence[dict[str, Any]], *, checkpoint: dict[str, Any] | None = None) -> None:
+        """Upsert normalised rows, and the checkpoint if given, in one transaction; then renew the lock."""
+        with transaction(self.session_factory) as conn:
+            written = upsert_page(conn, self.spec, rows, self.clock())
+            if checkpoint is not None:
+                save_checkpoint(
+                    conn, self.spec.source, full=self.full, checkpoint=checkpoint, now=self.clock()
+                )
+        self.counts.inserted += written.inserted
+        self.counts.updated += written.updated
+        self.counts.unchanged += written.unchanged
+        self.lock.extend()
+
+    def checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Commit a checkpoint on its own, then honour a stop request."""
+        with transaction(self.session_factory) as conn:
+            save_checkpoint(conn, self.spec.source, full=self.full, checkpoint=checkpoint, now=self.clock())
+        self.lock.extend()
+        self.poll_stop()
+
+    def poll_stop(self) -> None:
+        """Raise ``StopRequested`` when the worker wants this run to end; call only at a safe point."""
+        if self.should_stop():
+            raise StopRequested
+
+    def between_batches(self) -> None:
+        """Keep the lock while a long comparison runs, and stop if asked (abandoning the comparison)."""
+        self.lock.extend()
+        self.poll_stop()
+
+    def record_event(self, event_type: str, payload: dict[str, Any]) -> None:
+        """An event about this run (``record`` never raises)."""
+        self.event_log.record(
+            event_type,
+            aggregate_id=self.spec.source.value,
+            correlation_id=self.correlation_id,
+            payload={"run_id": self.run_id, **payload},
+        )

@@ -1,0 +1,222 @@
+"""``run_sync``: lock the source, open a run, run its pass, and close the run with its outcome.
+
+The correlation id of a run is ``"<source>:<run_id>"`` (the ``sync_runs`` row id); it is bound into the
+logs and stamped on every event the run records, the Celery task id is kept on the run row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis import Redis
+from sqlalchemy.orm import Session
+
+from worker.errors import CircuitOpenError, UpstreamError
+from worker.logs import log_context
+from worker.settings import Settings
+from worker.sync.context import RunContext, StopRequested, transaction
+from worker.sync.lock import LockLost, RunLock
+from worker.sync.odoo_pass import run_odoo
+from worker.sync.outcome import Counts, RunStatus
+from worker.sync.protocols import EventSink
+from worker.sync.runs import close_stale_runs, finish_run, open_run, record_skipped_run
+from worker.sync.sources import SyncSource, spec_for
+from worker.sync.state import complete_pass, load_bookmark, record_outcome
+from worker.sync.woo_pass import run_woocommerce
+
+logger = logging.getLogger(__name__)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class SyncDeps:
+    """Everything a run needs, built by the task module (``client`` matches the source)."""
+
+    settings: Settings
+    session_factory: Callable[[], Session]
+    redis: Redis
+    event_log: EventSink
+    breaker: Any
+    client: Any
+    clock: Callable[[], dt.datetime] = utcnow
+
+
+@dataclass
+class RunResult:
+    run_id: int | None
+    status: RunStatus
+    counts: Counts = field(default_factory=Counts)
+    retry_after: float | None = None
+    resumable: bool = False
+    error: str | None = None
+
+
+def run_sync(
+    source: SyncSource, deps: SyncDeps, *, full: bool, task_id: str | None, should_stop: Callable[[], bool]
+) -> RunResult:
+    """Run one sync of ``source``; never overlaps another run of it (the second is skipped)."""
+    settings = deps.settings
+    lock = RunLock(deps.redis, settings.redis_key_prefix, source, settings.sync_lock_ttl_seconds)
+    if not lock.acquire():
+        return _skip_already_running(source, deps, full=full, task_id=task_id)
+    try:
+        return _run_locked(source, deps, lock, full=full, task_id=task_id, should_stop=should_stop)
+    finally:
+        lock.release()
+
+
+def _skip_already_running(
+    source: SyncSource, deps: SyncDeps, *, full: bool, task_id: str | None
+) -> RunResult:
+    status = RunStatus.SKIPPED_ALREADY_RUNNING
+    with transaction(deps.session_factory) as conn:
+        run_id = record_skipped_run(conn, source, full=full, task_id=task_id, status=status, now=deps.clock())
+    deps.event_log.record(
+        "sync.skipped_already_running",
+        aggregate_id=source.value,
+        correlation_id=f"{source.value}:{run_id}",
+        payload={"run_id": run_id, "full": full, "task_id": task_id},
+    )
+    logger.info("sync skipped: another run holds the lock", extra={"source": source.value, "run_id": run_id})
+    return RunResult(run_id, status)
+
+
+def _start(source: SyncSource, deps: SyncDeps, *, full: bool, task_id: str | None) -> tuple[int, list[int]]:
+    now = deps.clock()
+    with transaction(deps.session_factory) as conn:
+        stale = close_stale_runs(conn, source, now=now)
+        run_id = open_run(conn, source, full=full, task_id=task_id, now=now)
+    for old in stale:
+        deps.event_log.record(
+            "sync.interrupted",
+            aggregate_id=source.value,
+            correlation_id=f"{source.value}:{old}",
+            payload={
+                "run_id": old,
+                "closed_by_run": run_id,
+                "reason": "left running by a worker that stopped",
+            },
+        )
+    return run_id, stale
+
+
+def _run_locked(
+    source: SyncSource,
+    deps: SyncDeps,
+    lock: RunLock,
+    *,
+    full: bool,
+    task_id: str | None,
+    should_stop: Callable[[], bool],
+) -> RunResult:
+    run_id, _ = _start(source, deps, full=full, task_id=task_id)
+    ctx = RunContext(
+        spec=spec_for(source),
+        full=full,
+        run_id=run_id,
+        correlation_id=f"{source.value}:{run_id}",
+        session_factory=deps.session_factory,
+        event_log=deps.event_log,
+        lock=lock,
+        should_stop=should_stop,
+        clock=deps.clock,
+        started_at=deps.clock(),
+    )
+    with log_context(correlation_id=ctx.correlation_id, sync_source=source.value, run_id=run_id):
+        try:
+            result = _execute(ctx, deps)
+        except Exception as exc:
+            # A bug or a database outage: close the run as failed if we still can, then let it surface.
+            _close(ctx, deps, RunResult(run_id, RunStatus.FAILED, ctx.counts, error=_describe(exc)))
+            raise
+        _close(ctx, deps, result)
+        return result
+
+
+def _describe(exc: BaseException) -> str:
+    # UpstreamError messages are built from redacted summaries; other errors carry no payloads.
+    message = exc.message if isinstance(exc, UpstreamError) else str(exc)
+    return f"{type(exc).__name__}: {message}"
+
+
+def _pass(ctx: RunContext, deps: SyncDeps) -> dt.datetime | None:
+    with transaction(deps.session_factory) as conn:
+        bookmark = load_bookmark(conn, ctx.spec.source, full=ctx.full)
+    if ctx.spec.source is SyncSource.ODOO_SUPPLIERS:
+        return run_odoo(ctx, deps.client, bookmark)
+    overlap = dt.timedelta(seconds=deps.settings.sync_overlap_seconds)
+    return run_woocommerce(ctx, deps.client, bookmark, overlap)
+
+
+def _execute(ctx: RunContext, deps: SyncDeps) -> RunResult:
+    run_id, counts = ctx.run_id, ctx.counts
+    try:
+        watermark = _pass(ctx, deps)
+    except StopRequested:
+        return RunResult(run_id, RunStatus.INTERRUPTED, counts, resumable=True, error="stop requested")
+    except LockLost as exc:
+        return RunResult(run_id, RunStatus.INTERRUPTED, counts, resumable=True, error=str(exc))
+    except CircuitOpenError as exc:
+        # Nothing fetched: a skip. Mid-run: the checkpoint stands and the next scheduled run resumes it
+        # (not requeued at once, which would only meet the open breaker again).
+        status = RunStatus.SKIPPED_BREAKER_OPEN if counts.fetched == 0 else RunStatus.INTERRUPTED
+        return RunResult(run_id, status, counts, retry_after=exc.retry_after_seconds, error=str(exc))
+    except UpstreamError as exc:
+        return RunResult(run_id, RunStatus.FAILED, counts, error=_describe(exc))
+    with transaction(deps.session_factory) as conn:
+        complete_pass(conn, ctx.spec.source, full=ctx.full, watermark=watermark, now=deps.clock())
+    status = RunStatus.PARTIAL if counts.skipped else RunStatus.SUCCEEDED
+    return RunResult(run_id, status, counts)
+
+
+def _next_attempt_at(deps: SyncDeps, retry_after: float | None) -> str | None:
+    value: Any = None
+    with contextlib.suppress(Exception):  # stats are a nicety; the exception's retry-after suffices
+        value = getattr(deps.breaker.stats(), "next_attempt_at", None)
+    if isinstance(value, int | float):
+        return dt.datetime.fromtimestamp(value, dt.UTC).isoformat()
+    if retry_after is not None:
+        return (deps.clock() + dt.timedelta(seconds=retry_after)).isoformat()
+    return None
+
+
+def _close(ctx: RunContext, deps: SyncDeps, result: RunResult) -> None:
+    details: dict[str, Any] = {"correlation_id": ctx.correlation_id}
+    if result.retry_after is not None:
+        details["retry_after"] = result.retry_after
+        details["next_attempt_at"] = _next_attempt_at(deps, result.retry_after)
+    now = deps.clock()
+    with transaction(deps.session_factory) as conn:
+        finish_run(conn, ctx.run_id, status=result.status, counts=result.counts, now=now,
+                   error=result.error, details=details)  # fmt: skip
+        record_outcome(conn, ctx.spec.source, run_id=ctx.run_id, status=result.status, full=ctx.full, now=now)
+    _record_outcome_event(ctx, result, details)
+    logger.info(
+        "sync finished",
+        extra={"source": ctx.spec.source.value, "status": result.status.value, **result.counts.as_dict()},
+    )
+
+
+OUTCOME_EVENTS = {
+    RunStatus.FAILED: "sync.failed",
+    RunStatus.INTERRUPTED: "sync.interrupted",
+    RunStatus.SKIPPED_BREAKER_OPEN: "sync.skipped_breaker_open",
+}
+
+
+def _record_outcome_event(ctx: RunContext, result: RunResult, details: dict[str, Any]) -> None:
+    event = OUTCOME_EVENTS.get(result.status)
+    if result.retry_after is not None:
+        event = "sync.skipped_breaker_open"  # also when the breaker opened mid-run
+    if event is None:
+        return
+    ctx.record_event(event, {**details, "status": result.status.value, "error": result.error,
+                             "counts": result.counts.as_dict(), "resumable": result.resumable})  # fmt: skip

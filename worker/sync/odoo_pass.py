@@ -1,0 +1,104 @@
+"""The Odoo suppliers pass: keyset pages -> supplier id reconciliation (every run).
+
+Incremental runs page by ``(write_date, id)`` from the watermark; the client re-reads its overlap
+margin before it, because ``write_date`` is a transaction's start time. Raising ``supplier_rank`` does
+not touch ``write_date``, so every run also compares upstream's supplier id set with the local one
+and reads the ids it does not know. A full run then marks local suppliers missing from that set.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import select
+
+from worker.sync.context import RunContext, transaction
+from worker.sync.normalize_odoo import normalize_supplier
+from worker.sync.protocols import OdooClientLike
+from worker.sync.reconcile import mark_missing
+from worker.sync.state import Bookmark
+from worker.sync.woo_pass import iso, parse_iso
+from worker.upstream.paging import OdooCursor
+
+ID_CHUNK = 1000
+
+
+def chunks(ids: Sequence[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(ids), size):
+        yield list(ids[start : start + size])
+
+
+def dump_cursor(cursor: OdooCursor) -> dict[str, Any]:
+    return {"after_id": cursor.after_id, "write_date": iso(cursor.write_date)}
+
+
+def load_cursor(value: Any) -> OdooCursor | None:
+    if not isinstance(value, dict):
+        return None
+    return OdooCursor(after_id=int(value.get("after_id") or 0), write_date=parse_iso(value.get("write_date")))
+
+
+def new_checkpoint(ctx: RunContext, watermark: dt.datetime | None) -> dict[str, Any]:
+    return {
+        "phase": "suppliers",
+        "cursor": None,
+        "since": None if ctx.full else iso(watermark),
+        "max_write_date": iso(watermark),
+    }
+
+
+def run_odoo(ctx: RunContext, client: OdooClientLike, bookmark: Bookmark) -> dt.datetime | None:
+    """Run (or resume) the pass; returns the newest ``write_date`` mirrored (upstream's clock)."""
+    cp = dict(bookmark.checkpoint) if bookmark.checkpoint else new_checkpoint(ctx, bookmark.watermark)
+    if cp["phase"] == "suppliers":
+        cp = sync_pages(ctx, client, cp)
+        cp = {**cp, "phase": "ids"}
+        ctx.checkpoint(cp)
+    sync_id_set(ctx, client)
+    return parse_iso(cp["max_write_date"])
+
+
+def sync_pages(ctx: RunContext, client: OdooClientLike, cp: dict[str, Any]) -> dict[str, Any]:
+    pages = client.iter_supplier_pages(since=parse_iso(cp["since"]), cursor=load_cursor(cp["cursor"]))
+    newest = parse_iso(cp["max_write_date"])
+    for page in pages:
+        rows = ctx.normalize_page(page.records, normalize_supplier)
+        stamps = [r["odoo_write_date"] for r in rows if r["odoo_write_date"] is not None]
+        newest = max([*stamps, *([newest] if newest else [])], default=None)
+        cp = {**cp, "cursor": dump_cursor(page.next_cursor), "max_write_date": iso(newest)}
+        ctx.write(rows, checkpoint=cp)
+        ctx.poll_stop()
+    return cp
+
+
+def unknown_ids(ctx: RunContext, ids: Sequence[int]) -> list[int]:
+    """Upstream supplier ids with no live local row (new suppliers, or marked deleted and back)."""
+    table, key = ctx.spec.table, ctx.spec.table.c[ctx.spec.key]
+    unknown: list[int] = []
+    for chunk in chunks(ids, ID_CHUNK):
+        with transaction(ctx.session_factory) as conn:
+            query = select(key).where(key.in_(chunk), table.c.deleted_at.is_(None))
+            known = set(conn.execute(query).scalars())
+        unknown += [i for i in chunk if i not in known]
+    return unknown
+
+
+def sync_id_set(ctx: RunContext, client: OdooClientLike) -> None:
+    """Fetch suppliers only the id set reveals; on full runs mark the ones no longer in it."""
+    ids = client.search_supplier_ids()
+    if not ids:
+        ctx.record_event("sync.reconcile_skipped", {"reason": "upstream listed no suppliers"})
+        return
+    missing = unknown_ids(ctx, ids)
+    for chunk in chunks(missing, ID_CHUNK):
+        ctx.write(ctx.normalize_page(client.read_suppliers(chunk), normalize_supplier))
+        ctx.poll_stop()
+    if missing:
+        ctx.record_event("sync.drift_detected", {"new_ids": len(missing), "sample": missing[:20]})
+    if ctx.full:
+        with transaction(ctx.session_factory) as conn:
+            marked = mark_missing(conn, ctx.spec, chunks(ids, ID_CHUNK), ctx.clock(),
+                                  between_batches=ctx.between_batches)  # fmt: skip
+        ctx.counts.marked_deleted += marked or 0

@@ -1,0 +1,71 @@
+"""What the engine needs from its collaborators, as structural types (in-process fakes satisfy them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from worker.upstream.paging import OdooCursor
+from worker.upstream.protocols import EventSink
+
+__all__ = [
+    "BreakerStatsSource",
+    "EventSink",
+    "OdooClientLike",
+    "OdooPageLike",
+    "WooClientLike",
+    "WooPageLike",
+]
+
+
+class WooPageLike(Protocol):
+    @property
+    def records(self) -> list[dict[str, Any]]: ...
+
+    @property
+    def page(self) -> int: ...
+
+
+class WooClientLike(Protocol):
+    def iter_product_pages(
+        self,
+        *,
+        modified_after: datetime | None = None,
+        modified_before: datetime | None = None,
+        status: str = "any",
+        start_page: int = 1,
+    ) -> Iterator[WooPageLike]: ...
+
+    def iter_variation_pages(self, product_id: int) -> Iterator[WooPageLike]: ...
+
+    def list_product_ids(self, status: str = "any") -> Iterator[list[int]]: ...
+
+
+class OdooPageLike(Protocol):
+    @property
+    def records(self) -> list[dict[str, Any]]: ...
+
+    @property
+    def next_cursor(self) -> OdooCursor: ...
+
+
+class OdooClientLike(Protocol):
+    def search_supplier_ids(self) -> list[int]: ...
+
+    def iter_supplier_pages(
+        self,
+        *,
+        after_id: int = 0,
+        since: datetime | None = None,
+        page_size: int | None = None,
+        cursor: OdooCursor | None = None,
+    ) -> Iterator[OdooPageLike]: ...
+
+    def read_suppliers(self, ids: Sequence[int]) -> list[dict[str, Any]]: ...
+
+
+class BreakerStatsSource(Protocol):
+    """The breaker's ``stats()``; its result has ``next_attempt_at`` while the circuit is open."""
+
+    def stats(self) -> Any: ...

@@ -1,0 +1,92 @@
+"""Mark records that no longer exist upstream as deleted (``deleted_at``); never delete a row.
+
+The upstream id set is streamed page by page into a temporary table on the reconciling connection
+and compared there, so memory stays flat however large the catalog: a Python set of 100k ids would
+cost several megabytes and grow with the catalog, a sorted-merge of two streams would tie the
+comparison to upstream's ordering guarantees. An empty id set never marks anything: an unreadable or
+empty listing says nothing about what was deleted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Collection, Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, exists, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import aliased
+
+from worker.sync.sources import SourceSpec
+
+
+def _seen_table() -> Table:
+    # A fresh MetaData each time: the temporary table lives only on the reconciling connection.
+    return Table(
+        "sync_seen_ids", MetaData(), Column("id", BigInteger, primary_key=True), prefixes=["TEMPORARY"]
+    )
+
+
+def _insert_ignoring_duplicates(conn: Connection, seen: Table, ids: Sequence[int]) -> None:
+    # A listing that shifts while it is paged can repeat an id on two pages.
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(seen).values([{"id": int(i)} for i in ids]).on_conflict_do_nothing())
+
+
+def mark_missing(
+    conn: Connection,
+    spec: SourceSpec,
+    id_batches: Iterable[Sequence[int]],
+    now: dt.datetime,
+    *,
+    scope: Sequence[Any] = (),
+    between_batches: Callable[[], None] = lambda: None,
+) -> int | None:
+    """Mark live rows (within ``scope``) whose key is not among ``id_batches``; None if upstream had none.
+
+    ``between_batches`` runs after each batch (to renew the lock or stop); an exception from it, or
+    from the id stream, abandons the comparison without marking anything.
+    """
+    seen = _seen_table()
+    seen.create(conn)
+    try:
+        for ids in id_batches:
+            if ids:
+                _insert_ignoring_duplicates(conn, seen, ids)
+            between_batches()
+        if not conn.execute(select(func.count()).select_from(seen)).scalar_one():
+            return None
+        table = spec.table
+        gone = ~exists(select(seen.c.id).where(seen.c.id == table.c[spec.key]))
+        stmt = update(table).where(table.c.deleted_at.is_(None), gone, *scope).values(deleted_at=now)
+        return int(conn.execute(stmt).rowcount)
+    finally:
+        seen.drop(conn)
+
+
+def mark_orphaned_variations(conn: Connection, spec: SourceSpec, now: dt.datetime) -> int:
+    """Variations of a product marked deleted go with it (the variations listing of a gone parent 404s)."""
+    table = spec.table
+    parent = aliased(table)
+    dead_parent = exists(
+        select(parent.c.woo_id).where(
+            parent.c.woo_id == table.c.parent_woo_id, parent.c.deleted_at.is_not(None)
+        )
+    )
+    stmt = update(table).where(table.c.parent_woo_id.is_not(None), table.c.deleted_at.is_(None), dead_parent)
+    return int(conn.execute(stmt.values(deleted_at=now)).rowcount)
+
+
+def mark_missing_variations(
+    conn: Connection, spec: SourceSpec, parent_id: int, seen_ids: Collection[int], now: dt.datetime
+) -> int:
+    """Mark a parent's local variations absent from its complete, non-empty variations listing."""
+    if not seen_ids:
+        return 0
+    table = spec.table
+    stmt = update(table).where(
+        table.c.parent_woo_id == parent_id,
+        table.c.deleted_at.is_(None),
+        table.c.woo_id.not_in(list(seen_ids)),
+    )
+    return int(conn.execute(stmt.values(deleted_at=now)).rowcount)

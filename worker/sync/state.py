@@ -1,0 +1,103 @@
+"""Bookmarks per source in ``sync_state``: the watermark and the resume checkpoint of each mode.
+
+The checkpoint column holds one entry per mode (``{"full": {...}, "incremental": {...}}``) so a
+scheduled incremental run does not throw away the progress of an interrupted full one. Checkpoints
+are written in the same transaction as the page they follow: a page is stored together with the
+note that it was stored, or not at all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from models import SyncState
+from worker.sync.outcome import RunStatus
+from worker.sync.sources import SyncSource, table_of
+
+STATE = table_of(SyncState)
+
+
+@dataclass(frozen=True)
+class Bookmark:
+    watermark: dt.datetime | None
+    checkpoint: dict[str, Any] | None
+
+
+def _mode(full: bool) -> str:
+    return "full" if full else "incremental"
+
+
+def _ensure_row(conn: Connection, source: SyncSource) -> dict[str, Any]:
+    row = conn.execute(select(STATE).where(STATE.c.source == source.value)).mappings().first()
+    if row is None:
+        conn.execute(STATE.insert().values(source=source.value, checkpoint={}))
+        return {"watermark": None, "checkpoint": {}}
+    return dict(row)
+
+
+def load_bookmark(conn: Connection, source: SyncSource, *, full: bool) -> Bookmark:
+    """The source's watermark and the checkpoint of an unfinished run of the same mode."""
+    row = _ensure_row(conn, source)
+    checkpoints = row.get("checkpoint") or {}
+    return Bookmark(row.get("watermark"), checkpoints.get(_mode(full)))
+
+
+def _set_checkpoint(
+    conn: Connection, source: SyncSource, full: bool, value: dict[str, Any] | None, now: dt.datetime
+) -> None:
+    current = _ensure_row(conn, source).get("checkpoint") or {}
+    checkpoints = {k: v for k, v in current.items() if k != _mode(full)}
+    if value is not None:
+        checkpoints[_mode(full)] = value
+    stmt = update(STATE).where(STATE.c.source == source.value).values(checkpoint=checkpoints, updated_at=now)
+    conn.execute(stmt)
+
+
+def save_checkpoint(
+    conn: Connection, source: SyncSource, *, full: bool, checkpoint: dict[str, Any], now: dt.datetime
+) -> None:
+    """Record where this mode's pass resumes; call inside the page's transaction."""
+    _set_checkpoint(conn, source, full, checkpoint, now)
+
+
+def complete_pass(
+    conn: Connection,
+    source: SyncSource,
+    *,
+    full: bool,
+    watermark: dt.datetime | None,
+    now: dt.datetime,
+) -> None:
+    """A pass finished: drop its checkpoint and move the watermark forward (never back)."""
+    _set_checkpoint(conn, source, full, None, now)
+    if full:
+        # A complete full pass also finishes whatever incremental pass was pending.
+        _set_checkpoint(conn, source, False, None, now)
+    current = _ensure_row(conn, source).get("watermark")
+    values: dict[str, Any] = {"updated_at": now}
+    if watermark is not None and (current is None or watermark > current):
+        values["watermark"] = watermark
+    conn.execute(update(STATE).where(STATE.c.source == source.value).values(**values))
+
+
+def record_outcome(
+    conn: Connection,
+    source: SyncSource,
+    *,
+    run_id: int | None,
+    status: RunStatus,
+    full: bool,
+    now: dt.datetime,
+) -> None:
+    """Remember the last run's status, and when the source last succeeded."""
+    _ensure_row(conn, source)
+    values: dict[str, Any] = {"last_run_id": run_id, "last_status": status.value, "updated_at": now}
+    if status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL):
+        values["last_success_at"] = now
+        if full:
+            values["last_full_success_at"] = now
+    conn.execute(update(STATE).where(STATE.c.source == source.value).values(**values))

@@ -1,0 +1,153 @@
+"""The WooCommerce products pass: products -> trash -> (full runs) id reconciliation.
+
+Incremental runs read the window ``[watermark - overlap, run start]`` of ``status=any`` and of
+``status=trash`` (``any`` excludes trash, and trashing bumps ``date_modified``). Every variable product
+met on a page has its variations re-read before that page's checkpoint is committed: variation edits
+do not bump the parent, so only a full run sees all of them. The checkpoint names the phase and the
+last committed page; a redelivered run resumes at the next page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from worker.errors import FatalUpstreamError
+from worker.sync.context import RunContext, transaction
+from worker.sync.normalize_woo import normalize_product, normalize_variation
+from worker.sync.protocols import WooClientLike
+from worker.sync.reconcile import mark_missing, mark_missing_variations, mark_orphaned_variations
+from worker.sync.state import Bookmark
+
+LISTING_STATUS = {"products": "any", "trash": "trash"}
+FULL_PHASES = ("products", "trash", "reconcile")
+INCREMENTAL_PHASES = ("products", "trash")
+NOT_FOUND = 404
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.UTC).isoformat() if value is not None else None
+
+
+def parse_iso(value: Any) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def new_checkpoint(ctx: RunContext, watermark: dt.datetime | None, overlap: dt.timedelta) -> dict[str, Any]:
+    """Where a fresh pass starts; the window is fixed here so a resumed pass keeps it."""
+    incremental = not ctx.full and watermark is not None
+    return {
+        "phase": "products",
+        "page": 0,
+        "modified_after": iso(watermark - overlap) if incremental and watermark else None,
+        "modified_before": iso(ctx.started_at) if incremental else None,
+        "pass_started_at": iso(ctx.started_at),
+    }
+
+
+def run_woocommerce(
+    ctx: RunContext, client: WooClientLike, bookmark: Bookmark, overlap: dt.timedelta
+) -> dt.datetime | None:
+    """Run (or resume) the pass; returns the watermark a completed pass earns."""
+    cp = (
+        dict(bookmark.checkpoint) if bookmark.checkpoint else new_checkpoint(ctx, bookmark.watermark, overlap)
+    )
+    phases = FULL_PHASES if ctx.full else INCREMENTAL_PHASES
+    start = phases.index(cp["phase"]) if cp["phase"] in phases else 0
+    for phase in phases[start:]:
+        resume_after = int(cp["page"]) if phase == cp["phase"] else 0
+        cp = {**cp, "phase": phase, "page": resume_after}
+        if phase == "reconcile":
+            ctx.checkpoint(cp)
+            reconcile_products(ctx, client)
+        else:
+            sync_listing(ctx, client, cp)
+    return parse_iso(cp["pass_started_at"])
+
+
+def sync_listing(ctx: RunContext, client: WooClientLike, cp: dict[str, Any]) -> None:
+    """One listing (``status=any`` or ``trash``), page by page from the page after the checkpoint."""
+    pages = client.iter_product_pages(
+        modified_after=parse_iso(cp["modified_after"]),
+        modified_before=parse_iso(cp["modified_before"]),
+        status=LISTING_STATUS[cp["phase"]],
+        start_page=int(cp["page"]) + 1,
+    )
+    for page in pages:
+        rows = ctx.normalize_page(page.records, normalize_product)
+        variable = [int(r["woo_id"]) for r in rows if r["type"] == "variable"]
+        page_cp = {**cp, "page": page.page}
+        if not variable:
+            ctx.write(rows, checkpoint=page_cp)
+            ctx.poll_stop()
+            continue
+        ctx.write(rows)
+        for parent_id in variable:
+            sync_variations(ctx, client, parent_id)
+        ctx.checkpoint(page_cp)
+
+
+def sync_variations(ctx: RunContext, client: WooClientLike, parent_id: int) -> None:
+    """Re-read every variation of one product; a full run also marks the ones that are gone."""
+    seen: list[int] = []
+    normalize = functools.partial(normalize_variation, parent_id=parent_id)
+    try:
+        for page in client.iter_variation_pages(parent_id):
+            # Invalid variations still exist upstream: count them as seen so they are not marked deleted.
+            seen += [r["id"] for r in page.records if isinstance(r.get("id"), int)]
+            ctx.write(ctx.normalize_page(page.records, normalize))
+    except FatalUpstreamError as exc:
+        if exc.status_code != NOT_FOUND:
+            raise
+        # The product was deleted after it was listed; the reconciliation takes care of it.
+        return
+    if ctx.full and seen:
+        with transaction(ctx.session_factory) as conn:
+            ctx.counts.marked_deleted += mark_missing_variations(conn, ctx.spec, parent_id, seen, ctx.clock())
+
+
+class _Counted:
+    """Passes id batches through, remembering how many ids came by."""
+
+    def __init__(self, batches: Iterable[list[int]]) -> None:
+        self._batches = batches
+        self.total = 0
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self._batches:
+            self.total += len(batch)
+            yield batch
+
+
+def _all_ids(client: WooClientLike, live: _Counted) -> Iterator[list[int]]:
+    yield from live
+    if live.total == 0:
+        # An empty default listing is an outage or a misconfiguration, never "every product deleted".
+        raise EmptyListing
+    yield from client.list_product_ids("trash")
+
+
+class EmptyListing(Exception):
+    """Upstream listed no products at all; reconciliation refuses to conclude anything from that."""
+
+
+def reconcile_products(ctx: RunContext, client: WooClientLike) -> None:
+    """Mark products gone from both listings (and their variations) deleted, all in one transaction."""
+    table = ctx.spec.table
+    live = _Counted(client.list_product_ids("any"))
+    try:
+        with transaction(ctx.session_factory) as conn:
+            scope = [table.c.parent_woo_id.is_(None)]
+            now = ctx.clock()
+            marked = mark_missing(conn, ctx.spec, _all_ids(client, live), now, scope=scope,
+                                  between_batches=ctx.between_batches)  # fmt: skip
+            if marked is not None:
+                marked += mark_orphaned_variations(conn, ctx.spec, now)
+    except EmptyListing:
+        marked = None
+    if marked is None:
+        ctx.record_event("sync.reconcile_skipped", {"reason": "upstream listed no products"})
+        return
+    ctx.counts.marked_deleted += marked
