@@ -6,11 +6,15 @@ Protocol with the shared store (see scripts/*.lua), at most two round trips per 
   fail-fast path: that one round trip only), moves OPEN to HALF_OPEN when the open period is over,
   and in HALF_OPEN hands out one of ``half_open_max_calls`` fleet-wide leases (permits).
 * **Successes in CLOSED are buffered** in this process and carried by its next script call, so
-  a healthy call costs one round trip. Each buffered success carries the generation and the
-  failure sequence number its admission saw. When applied it ends the consecutive-failure run only
-  up to that sequence number: failures recorded after its admission stay counted, so a late
-  success never wipes failures that came after it. A success of an older generation (the breaker
-  changed state since) reaches only the totals: it cannot close or reset a newer generation.
+  a healthy call costs one round trip. Each success carries the generation and the failure
+  sequence number its admission saw. When applied it ends the consecutive-failure run only up to
+  that sequence number: failures recorded after its admission stay counted, so a late success
+  never wipes failures that came after it. A success of an older generation (the breaker changed
+  state since) reaches only the totals: it cannot close or reset a newer generation.
+  A success is buffered only if its admission saw no unanswered failure (the fleet's run was
+  empty), because then it cannot change the consecutive count at all. If the run was not empty it
+  is reported at once (a second round trip, only after recent failures), so the count of
+  consecutive failures is exactly what immediate reporting would give.
 * **Failures are reported at once** by the record script, which may trip the breaker; so are
   slow calls (they count as failures) and every outcome of a half-open probe.
 * **Fencing**: every transition bumps the generation. An outcome admitted under an older
@@ -237,6 +241,9 @@ class CircuitBreaker:
             self._notify(self._memory.record("flush", -1, None, "", one))
         else:
             self._buffer.add(admission)
+            if not admission.clean:
+                # It ends a run of failures: other workers must see that before their next one.
+                self.flush()
 
     def _report(
         self,

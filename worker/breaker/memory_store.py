@@ -178,7 +178,8 @@ class MemoryBreakerStore:
     def _reply(
         self, allowed: bool, retry_after: float, token: str | None = None, tr: Transition | None = None
     ) -> Admission:
-        return Admission(allowed, self._state, self._gen, retry_after, token, self._fseq, tr)
+        clean = self._fseq == self._okseq
+        return Admission(allowed, self._state, self._gen, retry_after, token, self._fseq, tr, clean)
 
     def _stats(self, now: float) -> BreakerStats:
         self._reclaim(now)

@@ -52,6 +52,7 @@ class RedisBreakerStore:
             token=_text(reply[4]) or None,
             failure_seq=int(reply[5]),
             transition=self._transition(reply),
+            clean=int(reply[5]) == int(reply[10]),
         )
 
     def record(

@@ -64,7 +64,8 @@ class Admission:
     """The answer to "may I call?".
 
     ``generation`` fences the outcome report; ``token`` is the half-open permit (lease) if one was
-    granted; ``failure_seq`` orders a later buffered success against failures (see breaker.py).
+    granted; ``failure_seq`` orders a later buffered success against failures, and ``clean`` says
+    no failure was unanswered at admission, so the success may wait (see breaker.py).
     """
 
     allowed: bool
@@ -74,6 +75,7 @@ class Admission:
     token: str | None = None
     failure_seq: int = 0
     transition: Transition | None = None
+    clean: bool = True
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,7 @@ class RecordingEventLog:
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self.events.append(
-            {"type": event_type, "aggregate_id": aggregate_id, "payload": payload,
-             "metadata": metadata}
+            {"type": event_type, "aggregate_id": aggregate_id, "payload": payload, "metadata": metadata}
         )
 
     @property
@@ -100,8 +99,6 @@ def make_breaker(
 
     def make(listener: Any = None, **policy: Any) -> CircuitBreaker:
         client = fakeredis.FakeRedis(server=server) if request.param == "fakeredis" else None
-        return CircuitBreaker(
-            "up", client, BreakerPolicy(**policy), listener=listener, clock=clock
-        )
+        return CircuitBreaker("up", client, BreakerPolicy(**policy), listener=listener, clock=clock)
 
     yield make

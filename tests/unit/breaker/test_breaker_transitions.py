@@ -146,9 +146,7 @@ def test_half_open_permits_and_close(make_breaker: BreakerMaker, clock: FakeCloc
 
 
 def test_failed_probes_grow_the_open_period(make_breaker: BreakerMaker, clock: FakeClock) -> None:
-    b = make_breaker(
-        failure_threshold=1, open_seconds=10, open_backoff_multiplier=2, open_max_seconds=30
-    )
+    b = make_breaker(failure_threshold=1, open_seconds=10, open_backoff_multiplier=2, open_max_seconds=30)
     fail(b)
     periods = []
     for _ in range(4):
@@ -181,9 +179,7 @@ def test_dead_holders_permit_is_reclaimed(make_breaker: BreakerMaker, clock: Fak
     assert b.stats().consecutive_successes == 1
 
 
-def test_late_success_cannot_close_a_reopened_breaker(
-    make_breaker: BreakerMaker, clock: FakeClock
-) -> None:
+def test_late_success_cannot_close_a_reopened_breaker(make_breaker: BreakerMaker, clock: FakeClock) -> None:
     b = make_breaker(failure_threshold=1, open_seconds=5, success_threshold=1)
     fail(b)
     clock.advance(5)
@@ -196,9 +192,7 @@ def test_late_success_cannot_close_a_reopened_breaker(
     assert b.state() == OPEN
 
 
-def test_late_failure_cannot_reopen_a_closed_breaker(
-    make_breaker: BreakerMaker, clock: FakeClock
-) -> None:
+def test_late_failure_cannot_reopen_a_closed_breaker(make_breaker: BreakerMaker, clock: FakeClock) -> None:
     b = make_breaker(failure_threshold=1, open_seconds=5, success_threshold=1)
     in_flight = b.guard()
     in_flight.__enter__()  # admitted while CLOSED, generation 0
@@ -260,9 +254,7 @@ def test_decorator_and_context_manager(make_breaker: BreakerMaker) -> None:
     assert b.stats().consecutive_failures == 1
 
 
-def test_interrupted_probe_gives_its_permit_back(
-    make_breaker: BreakerMaker, clock: FakeClock
-) -> None:
+def test_interrupted_probe_gives_its_permit_back(make_breaker: BreakerMaker, clock: FakeClock) -> None:
     b = make_breaker(failure_threshold=1, open_seconds=1, success_threshold=1)
     fail(b)
     clock.advance(1)

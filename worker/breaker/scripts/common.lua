@@ -106,7 +106,9 @@ local function reply(allowed, retry_after, token, tr)
   local st = state()
   local gen = geti('gen')
   if tr == nil then
-    return {allowed, st, gen, fmt(retry_after), token, geti('fseq'), '', '', '', {}}
+    return {allowed, st, gen, fmt(retry_after), token, geti('fseq'), '', '', '', {}, geti('okseq')}
   end
-  return {allowed, st, gen, fmt(retry_after), token, geti('fseq'), tr[1], tr[2], tr[3], snapshot()}
+  local snap = snapshot()
+  return {allowed, st, gen, fmt(retry_after), token, geti('fseq'), tr[1], tr[2], tr[3], snap,
+          geti('okseq')}
 end

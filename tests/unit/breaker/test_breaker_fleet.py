@@ -1,0 +1,197 @@
+"""Rules that only matter with several workers sharing one Redis, and Redis going away."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+
+from tests.unit.breaker.conftest import FakeClock, RecordingEventLog, RecordingListener
+from worker.breaker import BreakerPolicy, CircuitBreaker, EventLogListener
+from worker.breaker.state import BreakerState
+from worker.errors import CircuitOpenError, RetriableUpstreamError
+
+
+def boom() -> None:
+    raise RetriableUpstreamError("503", status_code=503)
+
+
+def worker(
+    server: fakeredis.FakeServer, clock: FakeClock, listener: Any = None, **policy: Any
+) -> CircuitBreaker:
+    return CircuitBreaker(
+        "up",
+        fakeredis.FakeRedis(server=server),
+        BreakerPolicy(**policy),
+        listener=listener,
+        clock=clock,
+    )
+
+
+def test_healthy_call_is_one_round_trip(server: fakeredis.FakeServer, clock: FakeClock) -> None:
+    client = fakeredis.FakeRedis(server=server)
+    b = CircuitBreaker("up", client, BreakerPolicy(), clock=clock)
+    calls = []
+    original = b._redis._run  # type: ignore[union-attr]
+
+    def counting(script: str, *args: Any) -> Any:
+        calls.append(script)
+        return original(script, *args)
+
+    b._redis._run = counting  # type: ignore[union-attr,method-assign]
+    for _ in range(5):
+        b.call(lambda: None)
+    assert calls == ["admit"] * 5
+    assert b.stats().total_successes == 4  # the fifth is still buffered until the next trip
+    b.flush()
+    assert b.stats().total_successes == 5
+
+
+def test_late_success_does_not_wipe_later_failures(server: fakeredis.FakeServer, clock: FakeClock) -> None:
+    a = worker(server, clock, failure_threshold=3, minimum_calls=100)
+    b = worker(server, clock, failure_threshold=3, minimum_calls=100)
+    a.call(lambda: None)  # buffered in a, admitted before any failure
+    for _ in range(2):
+        with pytest.raises(RetriableUpstreamError):
+            b.call(boom)
+    a.flush()  # a's success arrives after b's failures: they came after it, they stay
+    assert a.stats().consecutive_failures == 2
+    with pytest.raises(RetriableUpstreamError):
+        b.call(boom)
+    assert a.state() == BreakerState.OPEN
+
+
+def test_success_admitted_after_failures_ends_their_run(
+    server: fakeredis.FakeServer, clock: FakeClock
+) -> None:
+    a = worker(server, clock, failure_threshold=3, minimum_calls=100)
+    b = worker(server, clock, failure_threshold=3, minimum_calls=100)
+    for _ in range(2):
+        with pytest.raises(RetriableUpstreamError):
+            b.call(boom)
+    a.call(lambda: None)
+    assert b.stats().consecutive_failures == 0
+
+
+def test_buffered_success_of_old_generation_only_reaches_totals(
+    server: fakeredis.FakeServer, clock: FakeClock
+) -> None:
+    a = worker(server, clock, failure_threshold=1, open_seconds=1, success_threshold=1)
+    b = worker(server, clock, failure_threshold=1, open_seconds=1, success_threshold=1)
+    a.call(lambda: None)  # buffered under generation 0
+    with pytest.raises(RetriableUpstreamError):
+        b.call(boom)  # generation 1: open
+    a.flush()
+    stats = a.stats()
+    assert (stats.state, stats.total_successes, stats.window_calls) == (BreakerState.OPEN, 1, 1)
+
+
+def test_one_event_per_transition_for_the_fleet(server: fakeredis.FakeServer, clock: FakeClock) -> None:
+    logs = [RecordingEventLog() for _ in range(3)]
+    workers = [
+        worker(server, clock, EventLogListener(log), failure_threshold=2, open_seconds=5, success_threshold=1)
+        for log in logs
+    ]
+    for w in workers:
+        with pytest.raises((RetriableUpstreamError, CircuitOpenError)):
+            w.call(boom)
+    clock.advance(5)
+    results = []
+    for w in workers:
+        try:
+            w.call(lambda: None)
+            results.append("ok")
+        except CircuitOpenError:
+            results.append("refused")
+    all_types = sorted(t for log in logs for t in log.types)
+    assert all_types == ["breaker.closed", "breaker.half_opened", "breaker.opened"]
+    opened = next(e for log in logs for e in log.events if e["type"] == "breaker.opened")
+    assert opened["aggregate_id"] == "up"
+    assert opened["payload"]["stats"]["consecutive_failures"] == 2
+    assert results == ["ok", "ok", "ok"]  # the probe closed it (success_threshold=1)
+
+
+def test_operator_commands_are_audited(server: fakeredis.FakeServer, clock: FakeClock) -> None:
+    log = RecordingEventLog()
+    b = worker(server, clock, EventLogListener(log))
+    b.force_open("alice")
+    b.force_close("alice")
+    b.reset("bob")
+    assert log.types == ["breaker.forced_open", "breaker.forced_closed", "breaker.reset"]
+    assert [e["metadata"] for e in log.events] == [{"actor": "alice"}, {"actor": "alice"}, {"actor": "bob"}]
+    assert log.events[2]["payload"]["reason"] == "operator"
+
+
+class FlakyRedis(fakeredis.FakeRedis):
+    """A client whose server can be switched off, as a closed port would be."""
+
+    down = False
+    calls = 0
+
+    def evalsha(self, *args: Any, **kwargs: Any) -> Any:
+        type(self).calls += 1
+        if type(self).down:
+            raise redis.ConnectionError("Connection refused")
+        return super().evalsha(*args, **kwargs)
+
+
+def test_degrades_and_recovers(server: fakeredis.FakeServer, clock: FakeClock) -> None:
+    listener = RecordingListener()
+    client = FlakyRedis(server=server)
+    b = CircuitBreaker(
+        "up",
+        client,
+        BreakerPolicy(failure_threshold=2, open_seconds=100),
+        listener=listener,
+        clock=clock,
+        retry_interval=5,
+    )
+    b.call(lambda: None)
+    FlakyRedis.down, FlakyRedis.calls = True, 0
+    for _ in range(2):
+        with pytest.raises(RetriableUpstreamError):
+            b.call(boom)  # the local breaker counts them
+    with pytest.raises(CircuitOpenError):
+        b.call(lambda: None)
+    assert FlakyRedis.calls == 1  # one failed attempt, then no Redis until the interval passed
+    assert b.stats().degraded
+    assert listener.store_changes == [("up", True, "ConnectionError")]
+    FlakyRedis.down = False
+    clock.advance(5)
+    assert b.call(lambda: "shared") == "shared"  # back on the shared, still closed, state
+    assert listener.store_changes[-1] == ("up", False, "redis answered")
+    assert not b.stats().degraded
+
+
+def test_redis_failing_mid_call_counts_failure_locally(
+    server: fakeredis.FakeServer, clock: FakeClock
+) -> None:
+    client = FlakyRedis(server=server)
+    b = CircuitBreaker("up", client, BreakerPolicy(failure_threshold=1), clock=clock)
+
+    def fail_after_redis_dies() -> None:
+        FlakyRedis.down = True
+        boom()
+
+    try:
+        with pytest.raises(RetriableUpstreamError):
+            b.call(fail_after_redis_dies)
+        with pytest.raises(CircuitOpenError):
+            b.call(lambda: None)
+    finally:
+        FlakyRedis.down = False
+
+
+def test_success_after_failures_is_reported_at_once(server: fakeredis.FakeServer, clock: FakeClock) -> None:
+    a = worker(server, clock, failure_threshold=3, minimum_calls=100)
+    b = worker(server, clock, failure_threshold=3, minimum_calls=100)
+    for _ in range(2):
+        with pytest.raises(RetriableUpstreamError):
+            b.call(boom)
+    a.call(lambda: None)  # the run was not empty: no buffering, the others see it now
+    with pytest.raises(RetriableUpstreamError):
+        b.call(boom)
+    assert b.state() == BreakerState.CLOSED
+    assert b.stats().consecutive_failures == 1
