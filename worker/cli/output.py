@@ -102,7 +102,7 @@ def echo_json(data: Any, *, lines: bool = False) -> None:
 
 def console() -> Console:
     # Width is fixed when not a terminal, so piped output and tests do not wrap at 80 columns.
-    return Console(width=None if sys.stdout.isatty() else 160, soft_wrap=False)
+    return Console(width=None if sys.stdout.isatty() else 200, soft_wrap=False)
 
 
 def cell(value: Any) -> str:

@@ -1,0 +1,90 @@
+"""The one-command demo: everything syncworker needs, on this machine, telling its own story.
+
+`syncworker run` with no upstream configured lands here. See ``stack`` for what runs and
+``scenario`` for what it shows; Ctrl-C (or SIGTERM) stops everything it started, warm.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+
+from worker.demo.scenario import Scenario, ScenarioFailed
+from worker.demo.stack import DemoStack
+from worker.settings import Settings
+
+
+class _Stop(Exception):
+    """SIGINT or SIGTERM arrived."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def _banner(stack: DemoStack, out: Console) -> None:
+    user, password = stack.flower_auth
+    env_file = stack.workdir / "env"
+    out.print(f"\n[bold green]Flower[/]  {stack.flower_url}  (user {user}, password {password})")
+    if stack.metrics_up():
+        out.print(f"[bold green]Metrics[/] {stack.metrics_url}")
+    out.print(f"[bold green]Redis[/]   {stack.redis_url}   [bold green]Database[/] {stack.database_url}")
+    out.print(f"\nTry, from another terminal (the demo's settings are in {env_file}):")
+    for cmd in (
+        "health",
+        "breakers list",
+        "runs",
+        "events --type breaker.",
+        "events --follow",
+        "sync woocommerce-products --wait",
+    ):
+        out.print(f"  env $(cat {env_file}) syncworker {cmd}")
+    out.print("\nBeat keeps scheduling syncs. Press Ctrl-C to stop everything.\n")
+
+
+def run_demo(settings: Settings, *, workdir: Path, once: bool) -> int:
+    """Bring the demo up, run the scenario, then wait for Ctrl-C (or return at once with ``once``)."""
+    out = Console(force_terminal=sys.stdout.isatty(), soft_wrap=True)
+    stack = DemoStack(workdir.resolve())
+    previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    status = 0
+    try:
+        out.print("[bold]syncworker demo[/]: no upstream is configured, so simulated ones are started.")
+        stack.start_services(settings, os.environ)
+        out.print(f"    Redis at {stack.redis_url}, database {stack.database_url}")
+        stack.start_processes()
+        from worker.celery_app import create_app
+
+        app = create_app(stack.settings())
+        stack.wait_ready(app)
+        out.print("[bold cyan]==> workers demo1 and demo2, beat and Flower are up[/]")
+        Scenario(stack, app, out).run()
+        out.print("[bold cyan]==> demo scenario complete[/]")
+        _banner(stack, out)
+        while not once:
+            dead = stack.supervisor.first_exit()
+            if dead is not None:
+                out.print(f"[red]{dead.name} exited with status {dead.process.returncode}; stopping[/]")
+                status = 1
+                break
+            time.sleep(0.5)
+    except _Stop as stop:
+        out.print(f"\n{stop}: stopping everything (workers finish their current page first)")
+    except (ScenarioFailed, RuntimeError) as exc:
+        out.print(f"[bold red]demo failed:[/] {exc} (logs in {stack.workdir})")
+        status = 1
+    finally:
+        # A second Ctrl-C must not abandon the children half-stopped.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        out.print("[bold cyan]==> demo stopped[/]")
+    return status
