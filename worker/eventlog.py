@@ -239,6 +239,8 @@ class EventLog:
     def _insert(self, events: list[PendingEvent], *, dedupe: bool) -> int:
         with self._engine.begin() as conn:
             if dedupe:
+                # A push that timed out after Redis stored it was also written to the file: keep one.
+                events = _unique(events)
                 stored = self._already_stored(conn, events)
                 events = [e for e in events if e.event_uuid not in stored]
             if events:
@@ -345,6 +347,16 @@ def _key(e: PendingEvent) -> tuple[datetime, int]:
     return e.sort_key
 
 
+def _unique(events: list[PendingEvent]) -> list[PendingEvent]:
+    seen: set[str] = set()
+    unique = []
+    for e in events:
+        if e.event_uuid not in seen:
+            seen.add(e.event_uuid)
+            unique.append(e)
+    return unique
+
+
 def _parse(lines: Iterable[str]) -> Iterator[PendingEvent]:
     for line in lines:
         try:
@@ -417,15 +429,18 @@ class FileClaim:
 
 
 class FileSpool:
-    """JSON lines appended with fsync; a flush renames the file aside, so new appends start a new one."""
+    """JSON lines appended with fsync under an exclusive ``flock``.
+
+    A flush holds the same lock from reading to deleting the file, so no append can land in a file that
+    is being flushed; a flush that dies after its commit leaves the file, and the uuids dedupe it.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.flushing = path.with_name(path.name + ".flushing")
         self.lock_path = path.with_name(path.name + ".lock")
 
     def has_pending(self) -> bool:
-        return self.path.exists() or self.flushing.exists()
+        return self.path.exists()
 
     def append(self, line: str) -> None:
         with self._locked(blocking=True):
@@ -443,14 +458,11 @@ class FileSpool:
             yield None
             return
         with self._locked(blocking=False) as locked:
-            if not locked:
+            if not locked or not self.path.exists():
                 yield None
                 return
-            # A .flushing file left by a crashed flush goes first; its written events are deduplicated.
-            if not self.flushing.exists():
-                os.replace(self.path, self.flushing)
-            lines = self.flushing.read_text(encoding="utf-8").splitlines()
-            yield FileClaim(list(_parse(line for line in lines if line.strip())), self.flushing)
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+            yield FileClaim(list(_parse(line for line in lines if line.strip())), self.path)
 
     @contextmanager
     def _locked(self, *, blocking: bool) -> Iterator[bool]:
