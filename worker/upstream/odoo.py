@@ -79,7 +79,17 @@ class OdooClient:
         recorder = FailureRecorder(
             UPSTREAM, event_log, breaker, settings, base_url=url, correlation_id=correlation_id
         )
+        self._recorder = recorder
         self._guarded = GuardedCall(breaker, retrying or build_retrying(settings), recorder)
+
+    @property
+    def correlation_id(self) -> str | None:
+        """The run id written on failure rows; settable, since clients outlive one run."""
+        return self._recorder.correlation_id
+
+    @correlation_id.setter
+    def correlation_id(self, value: str | None) -> None:
+        self._recorder.correlation_id = value
 
     @property
     def protocol(self) -> str:

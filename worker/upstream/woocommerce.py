@@ -121,7 +121,17 @@ class WooCommerceClient:
             UPSTREAM, event_log, breaker, settings,
             base_url=settings.woocommerce_url, correlation_id=correlation_id,
         )  # fmt: skip
+        self._recorder = recorder
         self._guarded = GuardedCall(breaker, retrying or build_retrying(settings), recorder)
+
+    @property
+    def correlation_id(self) -> str | None:
+        """The run id written on failure rows; settable, since clients outlive one run."""
+        return self._recorder.correlation_id
+
+    @correlation_id.setter
+    def correlation_id(self, value: str | None) -> None:
+        self._recorder.correlation_id = value
 
     def iter_product_pages(
         self,

@@ -154,3 +154,11 @@ def test_breaker_opening_in_the_pool_stops_every_page(settings_factory: Any, woo
     assert len(woo.requests) <= 1 + 3 + 3
     finals = [e for e in log.events if e.payload["final"]]
     assert finals and finals[0].payload["breaker_state"] == "open"
+
+
+def test_correlation_id_can_be_rebound_per_run(settings_factory: Any, woo: ScriptedServer) -> None:
+    client, _, log, _ = make_client(settings_factory, woo.url)
+    client.correlation_id = "run-8"
+    woo.queue.append(Reply(502, JSON, b'{"code":"bad_gateway","message":"x"}'))
+    list(client.iter_product_pages())
+    assert [e.correlation_id for e in log.events] == ["run-8"]
