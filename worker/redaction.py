@@ -63,14 +63,16 @@ def _mask_key_values(text: str) -> str:
 
 
 def truncate(text: str, limit: int) -> str:
-    """At most ``limit`` characters; a cut text says how much was dropped."""
+    """At most ``limit`` characters; a cut text ends by saying how many characters were dropped."""
     if len(text) <= limit:
         return text
-    marker = f"...[truncated {len(text) - limit} chars]"
-    if limit <= len(marker):
-        return text[:limit]
-    keep = limit - len(marker)
-    return text[:keep] + f"...[truncated {len(text) - keep} chars]"
+    keep = limit
+    while keep > 0:
+        marker = f"...[truncated {len(text) - keep} chars]"
+        if keep + len(marker) <= limit:
+            return text[:keep] + marker
+        keep = limit - len(marker) if keep > limit - len(marker) else keep - 1
+    return text[:limit]  # too short for the marker
 
 
 class Redactor:
