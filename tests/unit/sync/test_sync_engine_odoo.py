@@ -1,0 +1,113 @@
+"""run_sync for Odoo suppliers: keyset pages, supplier_rank drift, archive, reconciliation, resume."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Engine
+
+from sync_fakes import FakeClock, FakeEventLog, FakeOdoo
+from sync_mirror import assert_odoo_mirror, runs, state, suppliers
+from worker.errors import CircuitOpenError, RetriableUpstreamError
+from worker.sync import RunStatus, SyncSource
+
+ODOO = SyncSource.ODOO_SUPPLIERS
+
+
+def build(odoo: FakeOdoo, size: int = 10) -> None:
+    for pid in range(1, size + 1):
+        odoo.add(pid)
+    odoo.add(size + 1, supplier_rank=0, write_date="2025-06-01 00:00:00")  # an old customer
+
+
+def test_full_sync_mirrors_suppliers(sync: Callable[..., Any], odoo: FakeOdoo, sqlite_engine: Engine) -> None:
+    build(odoo)
+    result = sync(ODOO, full=True)
+    assert result.status is RunStatus.SUCCEEDED and result.counts.inserted == 10
+    assert_odoo_mirror(sqlite_engine, odoo)
+    newest = max(p["write_date"] for p in odoo.partners.values() if p["supplier_rank"] > 0)
+    assert state(sqlite_engine, ODOO.value)["watermark"].strftime("%Y-%m-%d %H:%M:%S") == newest
+
+
+def test_incremental_sees_writes_archives_and_rank_drift(
+    sync: Callable[..., Any], odoo: FakeOdoo, sqlite_engine: Engine, clock: FakeClock, events: FakeEventLog
+) -> None:
+    build(odoo)
+    sync(ODOO, full=True)
+    clock.tick(3600)
+    odoo.write(3, email="new@supplier.test")
+    odoo.write(4, active=False)  # archived partners still come back (active_test=False)
+    odoo.raise_rank_by_sql(11)  # the customer becomes a supplier without a write_date bump
+    odoo.add(12)
+    before = suppliers(sqlite_engine)
+    result = sync(ODOO)
+    assert result.status is RunStatus.SUCCEEDED
+    assert_odoo_mirror(sqlite_engine, odoo)
+    after = suppliers(sqlite_engine)
+    changed = {k for k in after if k not in before or after[k]["last_synced_at"] != before[k]["last_synced_at"]}
+    assert changed == {3, 4, 11, 12}
+    assert events.of("sync.drift_detected")[0]["payload"]["new_ids"] == 1
+    assert [op for op, _ in odoo.calls].count("read") == 1
+
+
+def test_noop_incremental_writes_nothing(sync: Callable[..., Any], odoo: FakeOdoo, sqlite_engine: Engine) -> None:
+    build(odoo)
+    sync(ODOO, full=True)
+    before = suppliers(sqlite_engine)
+    result = sync(ODOO)
+    assert result.counts.written == 0 and result.counts.fetched > 0  # the overlap window was re-read
+    assert suppliers(sqlite_engine) == before
+
+
+def test_full_run_marks_unlinked_and_demoted_suppliers(
+    sync: Callable[..., Any], odoo: FakeOdoo, sqlite_engine: Engine
+) -> None:
+    build(odoo)
+    sync(ODOO, full=True)
+    del odoo.partners[2]  # unlink: a hard delete, no tombstone
+    odoo.partners[5]["supplier_rank"] = 0
+    assert sync(ODOO).counts.marked_deleted == 0
+    assert sync(ODOO, full=True).counts.marked_deleted == 2
+    assert_odoo_mirror(sqlite_engine, odoo, deleted=frozenset({2, 5}))
+    odoo.raise_rank_by_sql(5)  # a supplier again: drift brings it back and clears the tombstone
+    sync(ODOO)
+    assert_odoo_mirror(sqlite_engine, odoo, deleted=frozenset({2}))
+
+
+def test_empty_id_set_marks_nothing(sync: Callable[..., Any], odoo: FakeOdoo, sqlite_engine: Engine) -> None:
+    build(odoo)
+    sync(ODOO, full=True)
+    for partner in odoo.partners.values():
+        partner["supplier_rank"] = 0
+    result = sync(ODOO, full=True)
+    assert result.counts.marked_deleted == 0
+    assert all(r["deleted_at"] is None for r in suppliers(sqlite_engine).values())
+
+
+def test_stop_and_resume(sync: Callable[..., Any], odoo: FakeOdoo, sqlite_engine: Engine) -> None:
+    build(odoo, size=20)
+    polls = iter(range(100))
+    first = sync(ODOO, full=True, should_stop=lambda: next(polls) == 1)
+    assert first.status is RunStatus.INTERRUPTED and first.resumable
+    cp = state(sqlite_engine, ODOO.value)["checkpoint"]["full"]
+    assert cp["cursor"]["after_id"] == 6
+    odoo.calls.clear()
+    second = sync(ODOO, full=True)
+    assert second.status is RunStatus.SUCCEEDED
+    assert odoo.calls[0] == ("pages", {"after_id": 6})
+    assert first.counts.inserted + second.counts.inserted == 20
+    assert_odoo_mirror(sqlite_engine, odoo)
+
+
+def test_breaker_open_and_failures(sync: Callable[..., Any], odoo: FakeOdoo, sqlite_engine: Engine) -> None:
+    build(odoo)
+    odoo.fail = lambda op, args: CircuitOpenError("odoo", 30.0)
+    assert sync(ODOO).status is RunStatus.SKIPPED_BREAKER_OPEN
+    odoo.fail = lambda op, args: RetriableUpstreamError("timeout", upstream="odoo") if op == "search_ids" else None
+    failed = sync(ODOO)
+    assert failed.status is RunStatus.FAILED
+    assert [r["status"] for r in runs(sqlite_engine)] == ["skipped_breaker_open", "failed"]
+    odoo.fail = lambda op, args: None
+    assert sync(ODOO).status is RunStatus.SUCCEEDED  # resumes at the id phase
+    assert_odoo_mirror(sqlite_engine, odoo)

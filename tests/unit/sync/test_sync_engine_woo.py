@@ -1,0 +1,265 @@
+"""run_sync for WooCommerce against an in-process catalog, SQLite and fakeredis."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from sync_fakes import FakeClock, FakeEventLog, FakeWoo
+from sync_mirror import assert_woo_mirror, products, runs, state
+from worker.errors import CircuitOpenError, FatalUpstreamError, RetriableUpstreamError
+from worker.sync import RunStatus, SyncSource
+from worker.sync.lock import RunLock
+
+WOO = SyncSource.WOOCOMMERCE_PRODUCTS
+
+
+def build_catalog(woo: FakeWoo, size: int = 10) -> None:
+    for pid in range(100, 100 + size):
+        if pid % 4 == 0:
+            woo.add_product(pid, type="variable", manage_stock=True, stock_quantity=5)
+            woo.add_variation(pid, pid * 10 + 1, manage_stock="parent", stock_quantity=5)
+            woo.add_variation(pid, pid * 10 + 2, price="19.999", regular_price="19.999")
+        else:
+            woo.add_product(pid, price=str(pid % 7) + ".5", regular_price="90", stock_quantity=None)
+    woo.add_product(100 + size, status="trash")
+
+
+def test_full_sync_mirrors_the_catalog(sync: Callable[..., Any], woo: FakeWoo, sqlite_engine: Engine) -> None:
+    build_catalog(woo)
+    result = sync(WOO, full=True)
+    assert result.status is RunStatus.SUCCEEDED
+    assert_woo_mirror(sqlite_engine, woo)
+    n = len(woo.products) + sum(len(v) for v in woo.variations.values())
+    assert (result.counts.fetched, result.counts.inserted, result.counts.updated) == (n, n, 0)
+    run = runs(sqlite_engine)[-1]
+    assert (run["status"], run["mode"], run["inserted"], run["task_id"]) == ("succeeded", "full", n, "task-1")
+    assert run["finished_at"] is not None and run["duration_seconds"] is not None
+    st = state(sqlite_engine, WOO.value)
+    assert st["watermark"] == run["started_at"] and st["checkpoint"] == {}
+
+
+def test_incremental_mirrors_exactly_the_changes(
+    sync: Callable[..., Any], woo: FakeWoo, sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    build_catalog(woo)
+    sync(WOO, full=True)
+    before = products(sqlite_engine)
+    clock.tick(600)
+    woo.add_product(500, price="1.25")
+    woo.change(101, price="3.10", name="Renamed")
+    woo.change(102, status="private")  # archived / hidden
+    woo.change(103, status="trash")
+    woo.add_variation(104, 9999, price="7")  # a variation edit; parent's date bumped below
+    woo.touch(104)
+    clock.tick(1)
+    woo.calls.clear()
+    result = sync(WOO)
+    assert result.status is RunStatus.SUCCEEDED
+    assert_woo_mirror(sqlite_engine, woo)
+    after = products(sqlite_engine)
+    changed = {k for k in after if k not in before or after[k]["last_synced_at"] != before[k]["last_synced_at"]}
+    assert changed == {500, 101, 102, 103, 104, 9999}
+    assert result.counts.inserted == 2
+    assert after[101]["first_synced_at"] == before[101]["first_synced_at"]
+    assert woo.calls[0][1]["after"] is not None  # a window was used, not a full listing
+
+
+def test_second_noop_run_writes_nothing(sync: Callable[..., Any], woo: FakeWoo, sqlite_engine: Engine) -> None:
+    build_catalog(woo)
+    sync(WOO, full=True)
+    sync(WOO)
+    before = products(sqlite_engine)
+    result = sync(WOO)
+    assert result.counts.written == 0
+    assert products(sqlite_engine) == before
+    again = sync(WOO, full=True)  # a full no-op re-reads everything and still writes nothing
+    assert again.counts.written == 0 and again.counts.unchanged == again.counts.fetched > 0
+    assert products(sqlite_engine) == before
+
+
+def test_full_run_marks_force_deleted_products_and_their_variations(
+    sync: Callable[..., Any], woo: FakeWoo, sqlite_engine: Engine
+) -> None:
+    build_catalog(woo)
+    sync(WOO, full=True)
+    del woo.products[104]  # force-deleted: gone from every listing, no tombstone
+    del woo.products[101]
+    del woo.variations[108][1082]
+    woo.products[108]["variations"].remove(1082)
+    assert sync(WOO).counts.marked_deleted == 0  # incremental never deletes
+    result = sync(WOO, full=True)
+    assert result.counts.marked_deleted == 5
+    assert_woo_mirror(sqlite_engine, woo, deleted=frozenset({101, 104, 1041, 1042, 1082}))
+    woo.add_product(101)  # it comes back: the tombstone is cleared
+    sync(WOO, full=True)
+    assert products(sqlite_engine)[101]["deleted_at"] is None
+
+
+def test_empty_or_failing_listing_never_marks_deleted(
+    sync: Callable[..., Any], woo: FakeWoo, sqlite_engine: Engine
+) -> None:
+    build_catalog(woo)
+    sync(WOO, full=True)
+    saved = dict(woo.products)
+    woo.products.clear()  # an upstream that suddenly lists nothing
+    result = sync(WOO, full=True)
+    assert result.counts.marked_deleted == 0
+    assert all(r["deleted_at"] is None for r in products(sqlite_engine).values())
+    woo.products.update(saved)
+    del woo.products[101]
+
+    def fail_second_id_page(op: str, args: dict[str, Any]) -> Exception | None:
+        if op == "ids" and args["page"] == 2:
+            return RetriableUpstreamError("503", upstream="woocommerce", status_code=503)
+        return None
+
+    woo.fail = fail_second_id_page
+    assert sync(WOO, full=True).status is RunStatus.FAILED
+    assert all(r["deleted_at"] is None for r in products(sqlite_engine).values())
+
+
+def test_invalid_record_is_logged_skipped_and_run_is_partial(
+    sync: Callable[..., Any], woo: FakeWoo, sqlite_engine: Engine, events: FakeEventLog
+) -> None:
+    build_catalog(woo)
+    woo.change(105, price="twelve")
+    result = sync(WOO, full=True)
+    assert result.status is RunStatus.PARTIAL
+    assert result.counts.skipped == 1
+    assert 105 not in products(sqlite_engine) and 106 in products(sqlite_engine)
+    (event,) = events.of("woocommerce.sync.record_invalid")
+    assert event["payload"]["id"] == "105" and "price" in event["payload"]["reason"]
+    assert event["correlation_id"] == f"{WOO.value}:{result.run_id}"
+    assert runs(sqlite_engine)[-1]["status"] == "partial"
+
+
+def test_stop_mid_run_then_resume_loses_and_repeats_nothing(
+    sync: Callable[..., Any], woo: FakeWoo, sqlite_engine: Engine, events: FakeEventLog
+) -> None:
+    build_catalog(woo, size=20)
+    polls = iter(range(1000))
+    result = sync(WOO, full=True, should_stop=lambda: next(polls) == 2)
+    assert result.status is RunStatus.INTERRUPTED and result.resumable
+    assert events.of("sync.interrupted")
+    cp = state(sqlite_engine, WOO.value)["checkpoint"]["full"]
+    assert (cp["phase"], cp["page"]) == ("products", 3)
+    woo.calls.clear()
+    resumed = sync(WOO, full=True)
+    assert resumed.status is RunStatus.SUCCEEDED
+    product_pages = [a["page"] for op, a in woo.calls if op == "products" and a["status"] == "any"]
+    assert product_pages[0] == 4  # resumed at the page after the checkpoint, not from the start
+    assert_woo_mirror(sqlite_engine, woo)
+    total = len(woo.products) + sum(len(v) for v in woo.variations.values())
+    assert result.counts.inserted + resumed.counts.inserted == total  # nothing stored twice
+    assert state(sqlite_engine, WOO.value)["checkpoint"] == {}
+
+
+def test_breaker_open_before_anything_is_a_skip(
+    sync: Callable[..., Any], woo: FakeWoo, sqlite_engine: Engine, events: FakeEventLog
+) -> None:
+    build_catalog(woo)
+    woo.fail = lambda op, args: CircuitOpenError("woocommerce", 42.0)
+    result = sync(WOO)
+    assert (result.status, result.retry_after, result.resumable) == (RunStatus.SKIPPED_BREAKER_OPEN, 42.0, False)
+    assert len(woo.calls) == 1  # stopped at once
+    run = runs(sqlite_engine)[-1]
+    assert run["status"] == "skipped_breaker_open" and run["details"]["next_attempt_at"]
+    (event,) = events.of("sync.skipped_breaker_open")
+    assert event["payload"]["next_attempt_at"] == run["details"]["next_attempt_at"]
+
+
+def test_breaker_opening_mid_run_keeps_the_checkpoint(
+    sync: Callable[..., Any], woo: FakeWoo, sqlite_engine: Engine
+) -> None:
+    build_catalog(woo, size=20)
+    woo.fail = lambda op, args: CircuitOpenError("woocommerce", 5.0) if args.get("page") == 3 else None
+    result = sync(WOO, full=True)
+    assert result.status is RunStatus.INTERRUPTED and result.retry_after == 5.0 and not result.resumable
+    assert state(sqlite_engine, WOO.value)["checkpoint"]["full"]["page"] == 2
+    woo.fail = lambda op, args: None
+    assert sync(WOO, full=True).status is RunStatus.SUCCEEDED
+    assert_woo_mirror(sqlite_engine, woo)
+
+
+def test_fatal_upstream_error_fails_the_run(
+    sync: Callable[..., Any], woo: FakeWoo, sqlite_engine: Engine, events: FakeEventLog
+) -> None:
+    build_catalog(woo)
+    woo.fail = lambda op, args: FatalUpstreamError("401 cannot list", upstream="woocommerce", status_code=401)
+    result = sync(WOO)
+    assert result.status is RunStatus.FAILED and "401" in (result.error or "")
+    assert runs(sqlite_engine)[-1]["status"] == "failed"
+    assert events.of("sync.failed")
+
+
+def test_variations_of_a_product_deleted_meanwhile_are_skipped(
+    sync: Callable[..., Any], woo: FakeWoo, sqlite_engine: Engine
+) -> None:
+    build_catalog(woo)
+    woo.fail = lambda op, args: (
+        FatalUpstreamError("404", upstream="woocommerce", status_code=404) if args.get("product_id") == 104 else None
+    )
+    assert sync(WOO, full=True).status is RunStatus.SUCCEEDED
+
+
+def test_second_run_while_one_is_active_is_skipped_and_recorded(
+    sync: Callable[..., Any], make_deps: Any, woo: FakeWoo, sqlite_engine: Engine, events: FakeEventLog,
+    fake_redis: Any,
+) -> None:  # fmt: skip
+    deps = make_deps(woo)
+    holder = RunLock(fake_redis, deps.settings.redis_key_prefix, WOO, 60)
+    assert holder.acquire()
+    result = sync(WOO)
+    assert result.status is RunStatus.SKIPPED_ALREADY_RUNNING
+    assert woo.calls == []
+    assert runs(sqlite_engine)[-1]["status"] == "skipped_already_running"
+    assert events.of("sync.skipped_already_running")
+    holder.release()
+    assert sync(WOO).status is RunStatus.SUCCEEDED
+
+
+def test_run_left_running_by_a_crash_is_closed_as_interrupted(
+    sync: Callable[..., Any], woo: FakeWoo, sqlite_engine: Engine, events: FakeEventLog, fake_redis: Any
+) -> None:
+    build_catalog(woo)
+
+    def crash(op: str, args: dict[str, Any]) -> Exception | None:
+        if args.get("page") == 2:
+            raise SystemExit("worker killed")  # not an Exception: nothing in the engine catches it
+        return None
+
+    woo.fail = crash
+    with pytest.raises(SystemExit):
+        sync(WOO)
+    crashed = runs(sqlite_engine)[-1]
+    assert crashed["status"] == "running"
+    for key in fake_redis.keys("*:lock:*"):
+        fake_redis.delete(key)  # what the lock's TTL does once the dead worker stops renewing it
+    woo.fail = lambda op, args: None
+    result = sync(WOO)
+    assert result.status is RunStatus.SUCCEEDED
+    statuses = {r["id"]: r["status"] for r in runs(sqlite_engine)}
+    assert statuses[crashed["id"]] == "interrupted"
+    assert any(e["payload"]["run_id"] == crashed["id"] for e in events.of("sync.interrupted"))
+    assert_woo_mirror(sqlite_engine, woo)
+
+
+def test_lock_lost_mid_run_stops_writing(
+    sync: Callable[..., Any], woo: FakeWoo, sqlite_engine: Engine, fake_redis: Any
+) -> None:
+    build_catalog(woo, size=20)
+
+    def steal(op: str, args: dict[str, Any]) -> None:
+        if args.get("page") == 3:
+            for key in fake_redis.keys("*:lock:*"):
+                fake_redis.set(key, "another-run")
+        return None
+
+    woo.fail = steal
+    result = sync(WOO, full=True)
+    assert result.status is RunStatus.INTERRUPTED
+    assert "lost" in (result.error or "")
