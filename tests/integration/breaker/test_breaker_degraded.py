@@ -1,0 +1,82 @@
+"""Redis going away and coming back, through a real socket that stops answering."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.breaker.tcp_proxy import TcpProxy
+from tests.unit.breaker.conftest import RecordingEventLog
+from worker.breaker import breaker_redis, build_breaker
+from worker.breaker.redis_store import RedisBreakerStore
+from worker.breaker.state import BreakerState
+from worker.errors import CircuitOpenError, RetriableUpstreamError
+from worker.settings import BreakerSettings, load_settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def proxy() -> Iterator[TcpProxy]:
+    p = TcpProxy(("127.0.0.1", 6379))
+    p.start()
+    yield p
+    p.stop()
+
+
+def fail() -> None:
+    raise RetriableUpstreamError("503", status_code=503)
+
+
+def test_closed_port_degrades_then_recovers(
+    proxy: TcpProxy, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(
+        redis_url=f"redis://127.0.0.1:{proxy.port}/0",
+        redis_key_prefix=key_prefix,
+        breaker_redis_socket_timeout=0.2,
+        breaker_redis_retry_interval_seconds=0.5,
+        odoo_breaker=BreakerSettings(failure_threshold=3, minimum_calls=1000, open_seconds=60),
+    )
+    log = RecordingEventLog()
+    breaker = build_breaker("odoo", settings, breaker_redis(settings), log)
+    attempts: list[str] = []
+    run = RedisBreakerStore._run
+
+    def counting(self: RedisBreakerStore, script: str, *args: Any) -> Any:
+        attempts.append(script)
+        return run(self, script, *args)
+
+    monkeypatch.setattr(RedisBreakerStore, "_run", counting)
+
+    assert breaker.call(lambda: "up") == "up"
+    proxy.stop()  # Redis "dies": connections reset, the port refuses
+    attempts.clear()
+    results = []
+    for _ in range(10):
+        try:
+            breaker.call(fail)
+        except RetriableUpstreamError:
+            results.append("reached")
+        except CircuitOpenError:
+            results.append("refused")
+    # The caller never saw a Redis error; the local breaker, same policy, tripped after three.
+    assert results == ["reached"] * 3 + ["refused"] * 7
+    assert len(attempts) == 1  # no Redis call per guarded call while degraded
+    stats = breaker.stats()
+    assert (stats.degraded, stats.state) == (True, BreakerState.OPEN)
+    assert "breaker.degraded" in log.types
+
+    proxy.start()  # same port, Redis is back
+    for _ in range(200):  # refused locally until the retry interval has passed
+        try:
+            assert breaker.call(lambda: "shared") == "shared"  # the shared state never opened
+            break
+        except CircuitOpenError:
+            time.sleep(0.02)
+    assert "breaker.recovered" in log.types
+    shared = breaker.stats()
+    assert (shared.degraded, shared.state, shared.total_failures) == (False, BreakerState.CLOSED, 0)
