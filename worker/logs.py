@@ -173,6 +173,7 @@ def configure_logging(settings: Settings, *, stream: IO[str] | None = None) -> l
 # -- Celery ----------------------------------------------------------------------------------------
 
 _task_tokens: dict[str, Token[Mapping[str, Any]]] = {}
+_UIDS = ("syncworker.logs.setup", "syncworker.logs.prerun", "syncworker.logs.postrun")
 
 
 def _on_task_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
@@ -203,6 +204,17 @@ def connect_celery_signals(settings: Settings | None = None) -> None:
 
         configure_logging(settings if settings is not None else get_settings())
 
-    signals.setup_logging.connect(on_setup_logging, weak=False, dispatch_uid="syncworker.logs.setup")
-    signals.task_prerun.connect(_on_task_prerun, weak=False, dispatch_uid="syncworker.logs.prerun")
-    signals.task_postrun.connect(_on_task_postrun, weak=False, dispatch_uid="syncworker.logs.postrun")
+    # Celery keeps the first receiver of a dispatch_uid; replace it so the latest settings win.
+    disconnect_celery_signals()
+    signals.setup_logging.connect(on_setup_logging, weak=False, dispatch_uid=_UIDS[0])
+    signals.task_prerun.connect(_on_task_prerun, weak=False, dispatch_uid=_UIDS[1])
+    signals.task_postrun.connect(_on_task_postrun, weak=False, dispatch_uid=_UIDS[2])
+
+
+def disconnect_celery_signals() -> None:
+    from celery import signals
+
+    for signal, uid in zip(
+        (signals.setup_logging, signals.task_prerun, signals.task_postrun), _UIDS, strict=True
+    ):
+        signal.disconnect(dispatch_uid=uid)
