@@ -48,6 +48,8 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="ignore",
         case_sensitive=False,
+        # pydantic's error text repeats the raw input, secrets included.
+        hide_input_in_errors=True,
     )
 
     service_name: str = "syncworker"
