@@ -10,8 +10,8 @@ from typing import Any
 import fakeredis
 import pytest
 from sqlalchemy import Engine
-
 from sync_fakes import FakeClock, FakeEventLog, FakeOdoo, FakeWoo
+
 from worker.db import make_engine, make_session_factory, upgrade_database
 from worker.sync import SyncDeps, SyncSource, run_sync
 
@@ -83,7 +83,9 @@ def make_deps(
 def sync(make_deps: Callable[[Any], SyncDeps], woo: FakeWoo, odoo: FakeOdoo) -> Callable[..., Any]:
     """``sync(source, full=..., should_stop=...)`` against the fakes."""
 
-    def run(source: SyncSource, *, full: bool = False, should_stop: Callable[[], bool] = lambda: False) -> Any:
+    def run(
+        source: SyncSource, *, full: bool = False, should_stop: Callable[[], bool] = lambda: False
+    ) -> Any:
         client = woo if source is SyncSource.WOOCOMMERCE_PRODUCTS else odoo
         return run_sync(source, make_deps(client), full=full, task_id="task-1", should_stop=should_stop)
 

@@ -205,9 +205,11 @@ class FakeOdoo:
         while True:
             self._check("pages", after_id=position.after_id)
             if position.incremental:
+
                 def key(p: dict[str, Any]) -> tuple[dt.datetime, int]:
                     stamp = dt.datetime.fromisoformat(p["write_date"]).replace(tzinfo=dt.UTC)
                     return (stamp, p["id"])
+
                 rows = sorted((p for p in self._suppliers() if key(p) > position.key()), key=key)
             else:
                 rows = [p for p in self._suppliers() if p["id"] > position.after_id]

@@ -59,7 +59,9 @@ def assert_product_matches(row: dict[str, Any], raw: dict[str, Any], parent: int
 def assert_woo_mirror(engine: Engine, woo: Any, *, deleted: frozenset[int] = frozenset()) -> None:
     """Every upstream product and variation mirrored exactly; every other row marked deleted."""
     mirror = products(engine)
-    expected: dict[int, tuple[dict[str, Any], int | None]] = {pid: (raw, None) for pid, raw in woo.products.items()}
+    expected: dict[int, tuple[dict[str, Any], int | None]] = {
+        pid: (raw, None) for pid, raw in woo.products.items()
+    }
     for parent, variations in woo.variations.items():
         if parent in woo.products:
             expected.update({vid: (raw, parent) for vid, raw in variations.items()})
@@ -92,4 +94,4 @@ def assert_odoo_mirror(engine: Engine, odoo: Any, *, deleted: frozenset[int] = f
 def row_versions(engine: Engine, table: str) -> dict[int, Any]:
     """PostgreSQL row versions (xmin); unchanged when a run wrote nothing."""
     with engine.connect() as conn:
-        return dict(conn.execute(text(f"SELECT id, xmin::text FROM {table}")).all())  # noqa: S608
+        return dict(conn.execute(text(f"SELECT id, xmin::text FROM {table}")).all())

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine
-
 from sync_fakes import FakeClock, FakeEventLog, FakeOdoo
 from sync_mirror import assert_odoo_mirror, runs, state, suppliers
+
 from worker.errors import CircuitOpenError, RetriableUpstreamError
 from worker.sync import RunStatus, SyncSource
 
@@ -45,13 +45,17 @@ def test_incremental_sees_writes_archives_and_rank_drift(
     assert result.status is RunStatus.SUCCEEDED
     assert_odoo_mirror(sqlite_engine, odoo)
     after = suppliers(sqlite_engine)
-    changed = {k for k in after if k not in before or after[k]["last_synced_at"] != before[k]["last_synced_at"]}
+    changed = {
+        k for k in after if k not in before or after[k]["last_synced_at"] != before[k]["last_synced_at"]
+    }
     assert changed == {3, 4, 11, 12}
     assert events.of("sync.drift_detected")[0]["payload"]["new_ids"] == 1
     assert [op for op, _ in odoo.calls].count("read") == 1
 
 
-def test_noop_incremental_writes_nothing(sync: Callable[..., Any], odoo: FakeOdoo, sqlite_engine: Engine) -> None:
+def test_noop_incremental_writes_nothing(
+    sync: Callable[..., Any], odoo: FakeOdoo, sqlite_engine: Engine
+) -> None:
     build(odoo)
     sync(ODOO, full=True)
     before = suppliers(sqlite_engine)
@@ -104,7 +108,9 @@ def test_breaker_open_and_failures(sync: Callable[..., Any], odoo: FakeOdoo, sql
     build(odoo)
     odoo.fail = lambda op, args: CircuitOpenError("odoo", 30.0)
     assert sync(ODOO).status is RunStatus.SKIPPED_BREAKER_OPEN
-    odoo.fail = lambda op, args: RetriableUpstreamError("timeout", upstream="odoo") if op == "search_ids" else None
+    odoo.fail = lambda op, args: (
+        RetriableUpstreamError("timeout", upstream="odoo") if op == "search_ids" else None
+    )
     failed = sync(ODOO)
     assert failed.status is RunStatus.FAILED
     assert [r["status"] for r in runs(sqlite_engine)] == ["skipped_breaker_open", "failed"]

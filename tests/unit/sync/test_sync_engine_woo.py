@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine
-
 from sync_fakes import FakeClock, FakeEventLog, FakeWoo
 from sync_mirror import assert_woo_mirror, products, runs, state
+
 from worker.errors import CircuitOpenError, FatalUpstreamError, RetriableUpstreamError
 from worker.sync import RunStatus, SyncSource
 from worker.sync.lock import RunLock
@@ -61,14 +61,18 @@ def test_incremental_mirrors_exactly_the_changes(
     assert result.status is RunStatus.SUCCEEDED
     assert_woo_mirror(sqlite_engine, woo)
     after = products(sqlite_engine)
-    changed = {k for k in after if k not in before or after[k]["last_synced_at"] != before[k]["last_synced_at"]}
+    changed = {
+        k for k in after if k not in before or after[k]["last_synced_at"] != before[k]["last_synced_at"]
+    }
     assert changed == {500, 101, 102, 103, 104, 9999}
     assert result.counts.inserted == 2
     assert after[101]["first_synced_at"] == before[101]["first_synced_at"]
     assert woo.calls[0][1]["after"] is not None  # a window was used, not a full listing
 
 
-def test_second_noop_run_writes_nothing(sync: Callable[..., Any], woo: FakeWoo, sqlite_engine: Engine) -> None:
+def test_second_noop_run_writes_nothing(
+    sync: Callable[..., Any], woo: FakeWoo, sqlite_engine: Engine
+) -> None:
     build_catalog(woo)
     sync(WOO, full=True)
     sync(WOO)
@@ -164,7 +168,11 @@ def test_breaker_open_before_anything_is_a_skip(
     build_catalog(woo)
     woo.fail = lambda op, args: CircuitOpenError("woocommerce", 42.0)
     result = sync(WOO)
-    assert (result.status, result.retry_after, result.resumable) == (RunStatus.SKIPPED_BREAKER_OPEN, 42.0, False)
+    assert (result.status, result.retry_after, result.resumable) == (
+        RunStatus.SKIPPED_BREAKER_OPEN,
+        42.0,
+        False,
+    )
     assert len(woo.calls) == 1  # stopped at once
     run = runs(sqlite_engine)[-1]
     assert run["status"] == "skipped_breaker_open" and run["details"]["next_attempt_at"]
@@ -201,7 +209,9 @@ def test_variations_of_a_product_deleted_meanwhile_are_skipped(
 ) -> None:
     build_catalog(woo)
     woo.fail = lambda op, args: (
-        FatalUpstreamError("404", upstream="woocommerce", status_code=404) if args.get("product_id") == 104 else None
+        FatalUpstreamError("404", upstream="woocommerce", status_code=404)
+        if args.get("product_id") == 104
+        else None
     )
     assert sync(WOO, full=True).status is RunStatus.SUCCEEDED
 

@@ -8,6 +8,7 @@ import sys
 from decimal import Decimal
 
 from sync_fakes import sample
+
 from worker.sync.hashing import content_hash
 from worker.sync.normalize_woo import normalize_product
 
@@ -22,7 +23,9 @@ def test_stable_across_key_order_and_processes() -> None:
         "print(content_hash(normalize_product(json.load(sys.stdin))))"
     )
     raw = (sample.__globals__["SAMPLES"] / "woo_product_simple.json").read_text()
-    other = subprocess.run([sys.executable, "-c", code], input=raw, capture_output=True, text=True, check=True)
+    other = subprocess.run(
+        [sys.executable, "-c", code], input=raw, capture_output=True, text=True, check=True
+    )
     assert other.stdout.strip() == content_hash(row)
 
 

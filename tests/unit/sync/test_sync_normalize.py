@@ -7,8 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-
 from sync_fakes import sample
+
 from worker.errors import InvalidRecord
 from worker.sync.normalize_odoo import normalize_supplier
 from worker.sync.normalize_woo import normalize_product, normalize_variation, parse_manage_stock, parse_money
@@ -23,7 +23,11 @@ def test_simple_product_sample() -> None:
     assert row["sku"] is None  # "" means no SKU
     assert row["price"] == Decimal("21.99") and isinstance(row["price"], Decimal)
     assert row["sale_price"] is None
-    assert (row["manage_stock"], row["stock_managed_by_parent"], row["stock_quantity"]) == (False, False, None)
+    assert (row["manage_stock"], row["stock_managed_by_parent"], row["stock_quantity"]) == (
+        False,
+        False,
+        None,
+    )
     assert row["date_modified_gmt"] == dt.datetime(2017, 3, 23, 20, 1, 14, tzinfo=dt.UTC)
     assert row["raw"] == raw
 
@@ -48,8 +52,8 @@ def test_every_listed_sample_normalises() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("", None), (None, None), ("90", Decimal("90")), ("0.01", Decimal("0.01")), ("19.999", Decimal("19.999")),
-     (" 5.5 ", Decimal("5.5")), (12, Decimal("12"))],
+    [("", None), (None, None), ("90", Decimal("90")), ("0.01", Decimal("0.01")),
+     ("19.999", Decimal("19.999")), (" 5.5 ", Decimal("5.5")), (12, Decimal("12"))],
     ids=["empty", "null", "no-decimals", "one-cent", "three-decimals", "padded", "json-int"],
 )  # fmt: skip
 def test_money(value: Any, expected: Decimal | None) -> None:
@@ -99,8 +103,9 @@ def test_invalid_products(change: dict[str, Any], reason: str) -> None:
 
 
 def test_product_quirks_are_kept() -> None:
-    raw = {**sample("woo_product_simple.json"), "type": "subscription", "stock_quantity": -3, "manage_stock": True,
-           "brands": [{"id": 1}], "meta_data": [{"key": "k", "value": 1}, {"key": "k", "value": None}]}  # fmt: skip
+    quirks = {"type": "subscription", "stock_quantity": -3, "manage_stock": True, "brands": [{"id": 1}],
+              "meta_data": [{"key": "k", "value": 1}, {"key": "k", "value": None}]}  # fmt: skip
+    raw = {**sample("woo_product_simple.json"), **quirks}
     row = normalize_product(raw)
     assert row["type"] == "subscription"
     assert row["stock_quantity"] == -3  # backorders
