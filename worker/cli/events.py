@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from models import EventLog
 from worker.cli.output import cli_settings, echo_json, json_option, render_table, to_json
@@ -54,20 +55,20 @@ def fetch_events(
     if since is not None:
         stmt = stmt.where(EventLog.occurred_at >= since)
     stmt = stmt.order_by(EventLog.id.desc() if newest else EventLog.id.asc()).limit(limit)
-    with engine.connect() as conn:
-        rows = [event_as_dict(row) for row in conn.execute(stmt).mappings()]
+    with Session(engine) as session:
+        rows = [event_as_dict(row) for row in session.scalars(stmt)]
     return sorted(rows, key=lambda r: r["id"])
 
 
-def event_as_dict(row: Any) -> dict[str, Any]:
+def event_as_dict(row: EventLog) -> dict[str, Any]:
     return {
-        "id": row["id"],
-        "event_type": row["event_type"],
-        "occurred_at": row["occurred_at"],
-        "aggregate_id": row["aggregate_id"],
-        "correlation_id": row["correlation_id"],
-        "payload": row["payload"],
-        "metadata": row["event_metadata"],
+        "id": row.id,
+        "event_type": row.event_type,
+        "occurred_at": row.occurred_at,
+        "aggregate_id": row.aggregate_id,
+        "correlation_id": row.correlation_id,
+        "payload": row.payload,
+        "metadata": row.event_metadata,
     }
 
 
