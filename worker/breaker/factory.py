@@ -7,6 +7,7 @@ import redis
 from worker.breaker.breaker import CircuitBreaker
 from worker.breaker.listeners import EventLogLike, EventLogListener, ListenerGroup, LoggingListener
 from worker.breaker.policy import BreakerPolicy
+from worker.breaker.redis_store import RedisBreakerStore
 from worker.breaker.state import BreakerStats
 from worker.settings import BreakerSettings, Settings
 
@@ -59,18 +60,18 @@ def build_breaker(
     )
 
 
-def list_breakers(
-    settings: Settings, redis_client: redis.Redis, event_log: EventLogLike | None = None
-) -> list[BreakerStats]:
-    """Stats of every configured breaker, read from the shared store."""
-    stats = []
-    for name in BREAKER_NAMES:
-        breaker = CircuitBreaker(
+def list_breakers(settings: Settings, redis_client: redis.Redis) -> list[BreakerStats]:
+    """Stats of every configured breaker, read from the shared store.
+
+    No in-process fallback here: an operator must see an error, not one process's local view.
+    Raises ``redis.RedisError`` when Redis cannot be reached.
+    """
+    return [
+        RedisBreakerStore(
             name,
             redis_client,
             BreakerPolicy.from_settings(breaker_settings(settings, name)),
-            listener=EventLogListener(event_log) if event_log is not None else None,
-            key_prefix=key_prefix(settings, name),
-        )
-        stats.append(breaker.stats())
-    return stats
+            key_prefix(settings, name),
+        ).stats()
+        for name in BREAKER_NAMES
+    ]

@@ -1,0 +1,85 @@
+"""`syncworker breakers` against fakeredis, with an in-memory event log."""
+
+from __future__ import annotations
+
+import json
+
+import fakeredis
+import pytest
+import redis
+from click.testing import CliRunner
+
+from tests.unit.breaker.conftest import RecordingEventLog
+from worker.cli import breakers as cli
+from worker.cli.output import CliState
+from worker.settings import load_settings
+
+
+@pytest.fixture
+def log(monkeypatch: pytest.MonkeyPatch) -> RecordingEventLog:
+    client = fakeredis.FakeRedis()
+    recorder = RecordingEventLog()
+    monkeypatch.setattr(cli, "open_redis", lambda settings: client)
+    monkeypatch.setattr(cli, "open_event_log", lambda settings: recorder)
+    return recorder
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    state = CliState(settings=load_settings(redis_key_prefix="sw-cli-test"))
+    result = CliRunner().invoke(cli.breakers, list(args), obj=state)
+    return result.exit_code, result.output
+
+
+def test_open_show_close_reset_are_audited(log: RecordingEventLog) -> None:
+    assert invoke("open", "odoo", "--actor", "alice") == (0, "odoo: closed -> forced_open (by alice)\n")
+    code, out = invoke("show", "odoo", "--json")
+    assert code == 0
+    assert json.loads(out)["state"] == "forced_open"
+    assert invoke("close", "odoo", "--actor", "bob")[0] == 0
+    assert invoke("reset", "odoo", "--actor", "carol")[0] == 0
+    assert log.types == ["breaker.forced_open", "breaker.forced_closed", "breaker.reset"]
+    assert [e["metadata"]["actor"] for e in log.events] == ["alice", "bob", "carol"]
+
+
+def test_list_table_and_json(log: RecordingEventLog) -> None:
+    invoke("open", "woocommerce", "--actor", "alice")
+    code, out = invoke("list", "--json")
+    assert code == 0
+    assert {b["name"]: b["state"] for b in json.loads(out)} == {
+        "odoo": "closed",
+        "woocommerce": "forced_open",
+    }
+    code, out = invoke("list")
+    assert code == 0
+    assert "woocommerce" in out and "forced_open" in out
+
+
+def test_unknown_breaker_is_a_usage_error(log: RecordingEventLog) -> None:
+    assert invoke("open", "shopify")[0] == 2
+
+
+def test_unreachable_redis_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Down(fakeredis.FakeRedis):
+        def evalsha(self, *args: object, **kwargs: object) -> object:
+            raise redis.ConnectionError("refused")
+
+    recorder = RecordingEventLog()
+    monkeypatch.setattr(cli, "open_redis", lambda settings: Down())
+    monkeypatch.setattr(cli, "open_event_log", lambda settings: recorder)
+    code, out = invoke("open", "odoo", "--actor", "alice")
+    assert code == 1
+    assert "unreachable" in out and "nothing was changed" in out
+    assert recorder.events == []
+
+
+def test_list_does_not_pass_off_local_state_when_redis_is_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Down(fakeredis.FakeRedis):
+        def evalsha(self, *args: object, **kwargs: object) -> object:
+            raise redis.ConnectionError("refused")
+
+    monkeypatch.setattr(cli, "open_redis", lambda settings: Down())
+    code, out = invoke("list", "--json")
+    assert code == 1
+    assert "unreachable" in out
