@@ -202,7 +202,7 @@ def build_registry(read_states: StateReader | None) -> CollectorRegistry:
 
 
 def start_metrics_server(settings: Settings, *, addr: str = "0.0.0.0") -> Any | None:  # noqa: S104
-    """Serve ``/metrics`` on ``settings.metrics_port`` (0 = off); returns the server (``.shutdown()``)."""
+    """Serve ``/metrics`` on ``settings.metrics_port`` (0 = off); ``stop_metrics_server`` ends it."""
     if not settings.metrics_port:
         return None
     from worker.breaker import breaker_redis
@@ -211,6 +211,11 @@ def start_metrics_server(settings: Settings, *, addr: str = "0.0.0.0") -> Any | 
     server, _thread = start_http_server(settings.metrics_port, addr=addr, registry=registry)
     logger.info("metrics exporter listening", extra={"port": settings.metrics_port})
     return server
+
+
+def stop_metrics_server(server: Any) -> None:
+    server.shutdown()
+    server.server_close()
 
 
 def reset_multiproc_dir() -> None:

@@ -1,0 +1,104 @@
+"""docker-compose.yml, checked structurally (no Docker engine or compose plugin is needed).
+
+What a `docker compose config` run would catch that matters here: services, dependency conditions,
+healthchecks, exec-form commands that keep shutdown warm, and required secrets.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import yaml
+from ops_env import REPO
+
+REQUIRED = re.compile(r"\$\{(\w+):\?[^}]+\}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    text = (REPO / "docker-compose.yml").read_text()
+    doc = yaml.safe_load(text)
+    assert isinstance(doc, dict)
+    return doc
+
+
+def services(compose: dict[str, Any]) -> dict[str, Any]:
+    svc: dict[str, Any] = compose["services"]
+    return svc
+
+
+def test_every_service_is_there(compose: dict[str, Any]) -> None:
+    assert set(services(compose)) == {
+        "redis",
+        "postgres",
+        "migrate",
+        "worker-odoo",
+        "worker-woocommerce",
+        "beat",
+        "flower",
+    }
+    assert "pgdata" in compose["volumes"]
+    assert "pgdata:/var/lib/postgresql/data" in services(compose)["postgres"]["volumes"]
+
+
+def test_redis_never_evicts(compose: dict[str, Any]) -> None:
+    command = services(compose)["redis"]["command"]
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+
+
+def test_dependency_conditions(compose: dict[str, Any]) -> None:
+    svc = services(compose)
+    assert svc["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert svc["migrate"]["restart"] == "no"
+    assert svc["migrate"]["command"] == ["syncworker", "db", "upgrade"]
+    for name in ("worker-odoo", "worker-woocommerce", "beat"):
+        deps = svc[name]["depends_on"]
+        assert deps["migrate"] == {"condition": "service_completed_successfully"}, name
+        assert deps["redis"] == {"condition": "service_healthy"}, name
+    for name, service in svc.items():
+        for dep, spec in (service.get("depends_on") or {}).items():
+            assert dep in svc, f"{name} depends on unknown {dep}"
+            if spec["condition"] == "service_healthy":
+                assert "healthcheck" in svc[dep], f"{name} waits for {dep}, which has no healthcheck"
+
+
+def test_long_running_services_have_healthchecks_and_exec_form(compose: dict[str, Any]) -> None:
+    svc = services(compose)
+    for name in ("redis", "postgres", "worker-odoo", "worker-woocommerce", "beat", "flower"):
+        assert svc[name]["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
+    for name in ("worker-odoo", "worker-woocommerce", "beat", "flower"):
+        # A list is exec form: Celery itself is the process that receives SIGTERM.
+        assert isinstance(svc[name]["command"], list), name
+        assert svc[name]["command"][:3] == ["celery", "-A", "worker"], name
+        assert svc[name]["init"] is True, name
+    assert svc["worker-odoo"]["healthcheck"]["test"][:3] == ["CMD", "syncworker", "health"]
+
+
+def test_per_queue_concurrency_from_env(compose: dict[str, Any]) -> None:
+    svc = services(compose)
+    for name, queue, var in (
+        ("worker-odoo", "odoo", "ODOO_WORKER_CONCURRENCY"),
+        ("worker-woocommerce", "woocommerce", "WOOCOMMERCE_WORKER_CONCURRENCY"),
+    ):
+        command = svc[name]["command"]
+        assert command[command.index("-Q") + 1] == queue
+        assert any(arg.startswith("--concurrency=${" + var) for arg in command), command
+        assert svc[name]["stop_grace_period"]
+
+
+def test_flower_never_runs_without_basic_auth(compose: dict[str, Any]) -> None:
+    flower = services(compose)["flower"]
+    auth = flower["environment"]["FLOWER_BASIC_AUTH"]
+    assert REQUIRED.fullmatch(auth), auth
+    assert all(port.startswith("127.0.0.1:") for port in flower["ports"])
+
+
+def test_settings_come_from_the_env_file_and_secrets_are_required(compose: dict[str, Any]) -> None:
+    for name in ("migrate", "worker-odoo", "worker-woocommerce", "beat", "flower"):
+        env_file = services(compose)[name]["env_file"]
+        assert env_file == [{"path": ".env", "required": False}], name
+    password = services(compose)["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    assert REQUIRED.fullmatch(password)
+    assert "${POSTGRES_PASSWORD:?" in services(compose)["worker-odoo"]["environment"]["DATABASE_URL"]
