@@ -187,7 +187,9 @@ class WooCatalog:
             posts = list(self._products.values())
         for post in posts:
             if include_trash or post.status != "trash":
-                yield self._render(post)
+                with self._lock:
+                    row = self._render(post)
+                yield row
 
     def iter_variations(self) -> Iterator[dict[str, Any]]:
         """Every current variation of every current product."""

@@ -52,11 +52,7 @@ class Simulator(abc.ABC):
 
     @property
     def base_url(self) -> str:
-        return (
-            f"http://127.0.0.1:{self.port}"
-            if self._server.host == "127.0.0.1"
-            else (f"http://{self._server.host}:{self.port}")
-        )
+        return f"http://{self._server.host}:{self.port}"
 
     @property
     def port(self) -> int:

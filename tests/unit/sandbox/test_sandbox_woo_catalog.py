@@ -34,7 +34,7 @@ class FakeClock:
 
 @pytest.fixture(scope="module")
 def catalog() -> WooCatalog:
-    return WooCatalog(seed=7, size=3000)
+    return WooCatalog(seed=7, size=1500)
 
 
 def test_same_seed_renders_identical_catalogs() -> None:
