@@ -1,0 +1,33 @@
+"""Two `celery beat` processes with RedBeat against one Redis: one leads, the other stands by."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from celery import Celery
+from e2e_harness import Stack, wait_until
+
+from worker.settings import Settings
+
+pytestmark = pytest.mark.e2e
+SENDING = "Sending due task woocommerce-products-incremental"
+
+
+def test_two_beats_never_double_fire(stack: Stack, e2e_settings: Settings, client_app: Celery) -> None:
+    stack.env["SYNC_INCREMENTAL_INTERVAL_SECONDS"] = "1"
+    beats = [stack.beat(), stack.beat()]
+    broker = redis.Redis.from_url(e2e_settings.broker_url)
+    try:
+        # No worker consumes: every tick either beat sends stays on the queue to be counted.
+        wait_until(lambda: broker.llen("woocommerce") >= 5, timeout=90, what="five scheduled ticks")
+        for beat in beats:
+            beat.destroy()
+        sends = [beat.log().count(SENDING) for beat in beats]
+        leaders = [beat for beat in beats if "beat: Acquired lock" in beat.log()]
+        assert len(leaders) == 1, [beat.log()[-2000:] for beat in beats]
+        # Only the lock holder ever sent, and the queue holds exactly what it sent.
+        assert sorted(sends) == [0, broker.llen("woocommerce")]
+        messages = broker.lrange("woocommerce", 0, -1)
+        assert all(b'"tasks.woocommerce.sync_products"' in m for m in messages)
+    finally:
+        broker.close()
