@@ -31,7 +31,7 @@ BIG = 64 * 1024 * 1024  # far beyond any socket buffer, so "sent it all" is impo
 
 @pytest.fixture
 def transport(settings_factory: Any) -> HttpTransport:
-    s = settings_factory(http_max_response_bytes=LIMIT, http_read_timeout=0.3, http_max_redirects=2)
+    s = settings_factory(http_max_response_bytes=LIMIT, http_read_timeout=5, http_max_redirects=2)
     return HttpTransport(s, "woocommerce")
 
 
@@ -118,7 +118,8 @@ def test_truncated_body_is_malformed(transport: HttpTransport) -> None:
         transport.request("GET", srv.url + "/x", operation="op")
 
 
-def test_read_timeout_is_retriable(transport: HttpTransport) -> None:
+def test_read_timeout_is_retriable(settings_factory: Any) -> None:
+    transport = HttpTransport(settings_factory(http_read_timeout=0.3), "woocommerce")
     reply = Reply(200, {"Content-Type": "application/json"}, b"[]", delay=1.5)
     with ScriptedServer(lambda r: reply) as srv, pytest.raises(RetriableUpstreamError) as info:
         transport.request("GET", srv.url + "/slow", operation="op")
@@ -153,3 +154,10 @@ def test_exception_messages_and_summaries_never_carry_query_keys(transport: Http
     assert "secretvalue" not in text
     assert info.value.request == request_summary("GET", f"http://127.0.0.1:{port}/p", params)
     assert "secretvalue" not in redact_url("https://h/p?consumer_key=ck_secretvalue1&page=2")
+
+
+def test_pool_fits_the_page_concurrency_and_urllib3_never_retries(settings_factory: Any) -> None:
+    session = build_session(settings_factory(woocommerce_page_concurrency=24))
+    adapter = session.get_adapter("https://shop.test/")
+    assert adapter._pool_maxsize == 26  # type: ignore[attr-defined]
+    assert adapter.max_retries.total == 0  # type: ignore[attr-defined]
