@@ -53,6 +53,7 @@ KEY_LIMITS = {
 }
 # After a failure, stop trying for this long, so a burst of events does not each wait on a dead server.
 DOWN_MEMO_SECONDS = 2.0
+REDIS_TIMEOUT = 0.5
 FLUSH_BATCH = 500
 
 # Breaks ties between events recorded in the same microsecond (or under a frozen test clock).
@@ -114,7 +115,8 @@ class EventLog:
         self._clock = clock
         self._monotonic = monotonic
         self._redactor = Redactor.from_settings(settings)
-        self._redis_spool = RedisSpool(redis, settings.redis_key_prefix) if redis is not None else None
+        spool_client = _fail_fast(redis) if redis is not None else None
+        self._redis_spool = RedisSpool(spool_client, settings.redis_key_prefix) if spool_client else None
         self._file_spool = FileSpool(Path(settings.event_spool_path))
         self._db_down_until = 0.0
         self._redis_down_until = 0.0
@@ -127,13 +129,7 @@ class EventLog:
         if engine.dialect.name == "sqlite":
             # A caller holding a write transaction on the same file would otherwise make us wait 30 s.
             event.listen(engine, "connect", _short_sqlite_busy_timeout)
-        client = redis.Redis.from_url(
-            settings.redis_url,
-            socket_timeout=0.5,
-            socket_connect_timeout=0.5,
-            retry=Retry(NoBackoff(), 0),
-        )
-        return cls(engine, client, settings)
+        return cls(engine, redis.Redis.from_url(settings.redis_url), settings)
 
     def close(self) -> None:
         """Release the engine's connections (for an EventLog built by ``from_settings``)."""
@@ -364,6 +360,23 @@ def _parse(lines: Iterable[str]) -> Iterator[PendingEvent]:
         except (ValueError, TypeError):
             # A line torn by a crash mid-write cannot be repaired; dropping it keeps the rest flowing.
             logger.error("event log: dropping unreadable spooled event: %.200r", line)
+
+
+def _fail_fast(client: redis.Redis) -> redis.Redis:
+    """A client on the same server that neither retries nor waits long.
+
+    redis-py retries a refused connection ten times with backoff (seconds per call); the event log
+    has a fallback of its own and must not stall the caller, so it gets its own pool without retries.
+    """
+    pool = client.connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    for name in ("socket_timeout", "socket_connect_timeout"):
+        kwargs[name] = min(kwargs.get(name) or REDIS_TIMEOUT, REDIS_TIMEOUT)
+    kwargs["retry"] = Retry(NoBackoff(), 0)
+    try:
+        return redis.Redis(connection_pool=type(pool)(connection_class=pool.connection_class, **kwargs))
+    except (TypeError, ValueError):
+        return client  # an unusual pool: keep the caller's client as it is
 
 
 def _short_sqlite_busy_timeout(dbapi_connection: Any, _record: Any) -> None:

@@ -175,7 +175,7 @@ def structure_with_secret(draw: Any) -> tuple[str, Any]:
     return secret, [draw(tree), planted]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(structure_with_secret())
 def test_a_configured_secret_never_survives_anywhere(case: tuple[str, Any]) -> None:
     secret, data = case
