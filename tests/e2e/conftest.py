@@ -13,6 +13,7 @@ from e2e_harness import BASE_REDIS_URL, FAST_ENV, Stack, claim_redis_db, clean_e
 from sqlalchemy import Engine
 
 from worker.celery_app import create_app
+from worker.sandbox.odoo import OdooSimulator
 from worker.sandbox.woocommerce import WooCommerceSimulator
 from worker.settings import Settings, load_settings
 
@@ -31,8 +32,19 @@ def woo() -> Iterator[WooCommerceSimulator]:
 
 
 @pytest.fixture
+def odoo() -> Iterator[OdooSimulator]:
+    with OdooSimulator(seed=7, size=300, version="17.0") as sim:
+        yield sim
+
+
+@pytest.fixture
 def e2e_env(
-    e2e_redis_url: str, migrated_pg_url: str, clean_pg: Engine, woo: WooCommerceSimulator, tmp_path: Path
+    e2e_redis_url: str,
+    migrated_pg_url: str,
+    clean_pg: Engine,
+    woo: WooCommerceSimulator,
+    odoo: OdooSimulator,
+    tmp_path: Path,
 ) -> dict[str, str]:
     """What every process of the test sees: private databases, the simulators, short timings."""
     return {
@@ -45,6 +57,11 @@ def e2e_env(
         "WOOCOMMERCE_URL": woo.base_url,
         "WOOCOMMERCE_CONSUMER_KEY": woo.consumer_key,
         "WOOCOMMERCE_CONSUMER_SECRET": woo.consumer_secret,
+        "ODOO_URL": odoo.base_url,
+        "ODOO_DB": odoo.db,
+        "ODOO_USERNAME": odoo.login,
+        "ODOO_API_KEY": odoo.api_key,
+        "ODOO_PAGE_SIZE": "50",
     }
 
 

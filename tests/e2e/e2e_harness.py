@@ -231,6 +231,46 @@ def product_mismatches(expected: dict[int, dict[str, Any]], mirrored: dict[int, 
     return problems
 
 
+def _odoo(value: Any) -> Any:
+    """Odoo sends ``false`` for an empty field."""
+    return None if value is False or value == "" else value
+
+
+def expected_suppliers(catalog: Any) -> dict[int, dict[str, Any]]:
+    return {int(p["id"]): p for p in catalog.suppliers()}
+
+
+def mirrored_suppliers(engine: Engine) -> dict[int, dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT * FROM suppliers WHERE deleted_at IS NULL")).mappings()
+        return {int(row["odoo_id"]): dict(row) for row in rows}
+
+
+def supplier_mismatches(
+    expected: dict[int, dict[str, Any]], mirrored: dict[int, dict[str, Any]]
+) -> list[str]:
+    problems = [f"missing {i}" for i in sorted(expected.keys() - mirrored.keys())]
+    problems += [f"unexpected {i}" for i in sorted(mirrored.keys() - expected.keys())]
+    # country_code is left out: the Odoo client does not request that field yet, so it is never mirrored.
+    text_fields = ("name", "email", "phone", "vat", "ref", "website", "street", "street2", "city", "zip")
+    for odoo_id in sorted(expected.keys() & mirrored.keys()):
+        up, row = expected[odoo_id], mirrored[odoo_id]
+        fields = {name: (_odoo(up[name]), row[name]) for name in text_fields}
+        fields |= {
+            "is_company": (up["is_company"], row["is_company"]),
+            "active": (up["active"], row["active"]),
+            "supplier_rank": (up["supplier_rank"], row["supplier_rank"]),
+            "parent_odoo_id": (up["parent_id"][0] if up["parent_id"] else None, row["parent_odoo_id"]),
+            "state_name": (up["state_id"][1] if up["state_id"] else None, row["state_name"]),
+            "odoo_write_date": (
+                up["write_date"],
+                row["odoo_write_date"].strftime("%Y-%m-%d %H:%M:%S") if row["odoo_write_date"] else None,
+            ),
+        }
+        problems += [f"{odoo_id}.{name}: {a!r} != {b!r}" for name, (a, b) in fields.items() if a != b]
+    return problems
+
+
 def runs(engine: Engine, source: str) -> list[dict[str, Any]]:
     with engine.connect() as conn:
         result = conn.execute(

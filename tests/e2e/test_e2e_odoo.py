@@ -1,0 +1,47 @@
+"""Odoo suppliers through a worker that consumes only the ``odoo`` queue."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from celery import Celery
+from e2e_harness import Stack, enqueue, expected_suppliers, mirrored_suppliers, runs, supplier_mismatches
+from sqlalchemy import Engine
+
+from worker.sandbox.odoo import OdooSimulator
+
+pytestmark = pytest.mark.e2e
+ODOO = "odoo-suppliers"
+
+
+def test_full_then_incremental_then_noop(
+    stack: Stack, odoo: OdooSimulator, db: Engine, client_app: Celery
+) -> None:
+    stack.worker(queues="odoo")
+    full = enqueue(client_app, ODOO, full=True).get(timeout=120)
+    assert full["status"] == "succeeded", full
+    assert supplier_mismatches(expected_suppliers(odoo.catalog), mirrored_suppliers(db)) == []
+    assert full["counts"]["inserted"] == len(expected_suppliers(odoo.catalog))
+
+    ids = sorted(expected_suppliers(odoo.catalog))
+    created = odoo.catalog.create_partner(name="New Supplier SA", is_company=True, supplier_rank=1)
+    odoo.catalog.change(ids[0], email="orders@changed.test")
+    odoo.catalog.archive(ids[1])
+    time.sleep(1.1)  # write_date has one-second resolution; the next run starts after it
+
+    inc = enqueue(client_app, ODOO, full=False).get(timeout=120)
+    assert inc["status"] == "succeeded", inc
+    assert supplier_mismatches(expected_suppliers(odoo.catalog), mirrored_suppliers(db)) == []
+    assert (inc["counts"]["inserted"], inc["counts"]["updated"]) == (1, 2)
+    assert mirrored_suppliers(db)[created["id"]]["name"] == "New Supplier SA"
+    assert mirrored_suppliers(db)[ids[1]]["active"] is False
+
+    noop = enqueue(client_app, ODOO, full=False).get(timeout=120)
+    assert noop["status"] == "succeeded"
+    assert (noop["counts"]["inserted"], noop["counts"]["updated"], noop["counts"]["marked_deleted"]) == (
+        0,
+        0,
+        0,
+    )
+    assert [r["mode"] for r in runs(db, ODOO)] == ["full", "incremental", "incremental"]
