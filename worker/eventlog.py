@@ -161,8 +161,9 @@ class EventLog:
         """Write spooled events to the database, oldest first; returns how many were written."""
         try:
             return self._flush()[0]
-        except Exception:
-            self._mark_db_down()
+        except Exception as exc:
+            if isinstance(exc, SQLAlchemyError):
+                self._mark_db_down()
             logger.warning("event log: flush failed; events stay spooled", exc_info=True)
             return 0
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,3 +92,25 @@ def test_the_comparison_notices_a_drifted_schema(scratch_pg_url: str) -> None:
         assert [d[0] for d in found if isinstance(d, tuple)] == ["add_index"]  # type: ignore[index]
     finally:
         engine.dispose()
+
+
+def test_the_alembic_command_line_reads_database_url(tmp_path: Path) -> None:
+    # What an operator runs from the project root: `alembic upgrade head`, `alembic downgrade base`.
+    root = Path(__file__).resolve().parents[3]
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    env = {**os.environ, "DATABASE_URL": url}
+    for args in (["upgrade", "head"], ["downgrade", "base"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "alembic", *args],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        engine = make_engine(url)
+        try:
+            assert tables(engine) == (TABLES if args[0] == "upgrade" else set())
+        finally:
+            engine.dispose()
