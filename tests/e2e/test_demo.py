@@ -79,6 +79,9 @@ class Transcript:
                     raise AssertionError(f"no {needle!r} after {timeout:g}s:\n{self.text()}")
                 self._changed.wait(min(left, 1.0))
 
+    def join(self) -> None:
+        self._thread.join(timeout=10)
+
     def text(self) -> str:
         return "\n".join(self.lines[-80:])
 
@@ -181,5 +184,6 @@ def test_demo_runs_the_outage_story_and_stops_cleanly(tmp_path: Path) -> None:
             proc.wait()
         for pid in processes_mentioning(str(tmp_path)):
             os.kill(pid, signal.SIGKILL)
+        transcript.join()
         if proc.stdout is not None:
             proc.stdout.close()
