@@ -67,6 +67,9 @@ def latest_run(session_factory: sessionmaker[Session], task_id: str) -> SyncRun 
 def describe(run: SyncRun | None, state: str) -> str:
     if run is None:
         return f"task {state.lower()}, no run started yet"
+    if run.finished_at is None:
+        # The engine writes a run's counts when it closes; until then only its start is known.
+        return f"run {run.id} {run.status} since {run.started_at:%H:%M:%S} UTC"
     return (
         f"run {run.id} {run.status}: fetched {run.fetched}, inserted {run.inserted}, "
         f"updated {run.updated}, unchanged {run.unchanged}, skipped {run.skipped}, failed {run.failed}"
