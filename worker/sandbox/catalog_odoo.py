@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from worker.sandbox.rng import record_rng
@@ -43,6 +44,7 @@ FIELD_TYPES = {
 }  # fmt: skip
 MANY2ONE = frozenset(f for f, t in FIELD_TYPES.items() if t == "many2one")
 INDEXED = ("id", "is_company", "parent_id", "active", "supplier_rank", "write_date", "create_date")
+DIRECT = frozenset({"id", "is_company", "active", "supplier_rank", "write_date", "create_date"})
 
 
 def odoo_datetime(ts: int) -> str:
@@ -56,8 +58,8 @@ class _Partner:
     parent_id: int
     active: bool
     supplier_rank: int
-    created: int
-    written: int
+    create_date: str
+    write_date: str
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -86,7 +88,13 @@ class OdooCatalog:
             created = start + (HISTORY_SECONDS * i) // max(size, 1) + rng.randrange(3600)
             written = created + (rng.randrange(max(1, ANCHOR - created)) if rng.random() < 0.5 else 0)
             partner = _Partner(
-                self._new_id(), is_company, parent, rng.random() > 0.07, rank, created, written
+                self._new_id(),
+                is_company,
+                parent,
+                rng.random() > 0.07,
+                rank,
+                odoo_datetime(created),
+                odoo_datetime(written),
             )
             self._partners[partner.id] = partner
             if is_company:
@@ -121,17 +129,26 @@ class OdooCatalog:
         with self._lock:
             return self._render(self._partners[partner_id])
 
+    def partners(self) -> list[_Partner]:
+        """The index rows, for scans that read fields through ``value_of``."""
+        with self._lock:
+            return list(self._partners.values())
+
     def value(self, partner_id: int, name: str) -> Any:
+        return self.value_of(self._partners[partner_id], name)
+
+    def accessor(self, name: str) -> Callable[[_Partner], Any]:
+        """A fast reader of one field of index rows, for domain scans."""
+        if name in DIRECT:
+            return attrgetter(name)
+        return lambda p: self.value_of(p, name)
+
+    def value_of(self, p: _Partner, name: str) -> Any:
         """One field, cheaply for the indexed ones (domains and ordering use this)."""
-        p = self._partners[partner_id]
-        if name == "id":
-            return p.id
-        if name in ("write_date", "create_date"):
-            return odoo_datetime(p.written if name == "write_date" else p.created)
-        if name in ("active", "is_company", "supplier_rank"):
+        if name in DIRECT:
             return getattr(p, name)
-        if name in ("name", "display_name", "complete_name") and not p.overrides:
-            return self._display(p) if name != "name" else self._name(p)
+        if name in ("name", "display_name", "complete_name") and "name" not in p.overrides:
+            return self._name(p) if name == "name" else self._display(p)
         return self._render(p)[name]
 
     def iter_partners(self) -> Iterator[dict[str, Any]]:
@@ -198,8 +215,8 @@ class OdooCatalog:
             "comment": False,
             "type": "contact",
             "lang": rng.choice(("en_US", "fr_FR", "pt_BR")),
-            "write_date": odoo_datetime(p.written),
-            "create_date": odoo_datetime(p.created),
+            "write_date": p.write_date,
+            "create_date": p.create_date,
         }
         record.update(p.overrides)
         return record
@@ -209,7 +226,7 @@ class OdooCatalog:
     def create_partner(self, **fields: Any) -> dict[str, Any]:
         """A new partner stamped now; ``is_company``, ``parent_id`` (an id), ``supplier_rank``, ``active``."""
         with self._lock:
-            now = self._now()
+            now = odoo_datetime(self._now())
             partner = _Partner(
                 self._new_id(),
                 bool(fields.pop("is_company", False)),
@@ -228,7 +245,7 @@ class OdooCatalog:
         with self._lock:
             partner = self._partners[partner_id]
             self._apply(partner, fields)
-            partner.written = self._now()
+            partner.write_date = odoo_datetime(self._now())
             return self._render(partner)
 
     def archive(self, partner_id: int) -> dict[str, Any]:
@@ -255,7 +272,7 @@ class OdooCatalog:
         with self._lock:
             partner = self._partners[partner_id]
             aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-            partner.written = int(aware.timestamp())
+            partner.write_date = odoo_datetime(int(aware.timestamp()))
             return self._render(partner)
 
     def _apply(self, partner: _Partner, fields: dict[str, Any]) -> None:

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-Getter = Callable[[str], Any]
-Predicate = Callable[[Getter], bool]
+Predicate = Callable[[Any], bool]
+Accessor = Callable[[str], Callable[[Any], Any]]
 
 OPERATORS = ("=", "!=", "<>", ">", ">=", "<", "<=", "in", "not in", "ilike", "not ilike", "like",
              "not like", "=?")  # fmt: skip
@@ -24,13 +24,23 @@ class InvalidDomain(ValueError):
     """The domain is malformed, or names a field or operator Odoo would reject."""
 
 
+def _item_accessor(name: str) -> Callable[[Any], Any]:
+    return lambda row: row[name]
+
+
 def compile_domain(
-    domain: Sequence[Any], fields: dict[str, str], many2one: frozenset[str] = frozenset()
+    domain: Sequence[Any],
+    fields: dict[str, str],
+    many2one: frozenset[str] = frozenset(),
+    accessor: Accessor = _item_accessor,
 ) -> Predicate:
-    """A predicate over a getter ``field -> value``; ``fields`` maps each known field to its type."""
+    """A predicate over rows; ``accessor(field)`` reads a field (default ``row[field]``).
+
+    ``fields`` maps each known field to its type; leaves on other fields are rejected.
+    """
     items = list(domain or [])
     if not items:
-        return lambda get: True
+        return lambda row: True
     stack: list[Predicate] = []
     for item in reversed(items):
         if item == "!":
@@ -39,7 +49,7 @@ def compile_domain(
             left, right = _pop(stack), _pop(stack)
             stack.append(_and(left, right) if item == "&" else _or(left, right))
         elif isinstance(item, list | tuple) and len(item) == 3:
-            stack.append(_leaf(tuple(item), fields, many2one))
+            stack.append(_leaf(tuple(item), fields, many2one, accessor))
         else:
             msg = f"Invalid domain term {item!r}"
             raise InvalidDomain(msg)
@@ -61,22 +71,24 @@ def _pop(stack: list[Predicate]) -> Predicate:
 
 
 def _not(p: Predicate) -> Predicate:
-    return lambda get: not p(get)
+    return lambda row: not p(row)
 
 
 def _and(a: Predicate, b: Predicate) -> Predicate:
-    return lambda get: a(get) and b(get)
+    return lambda row: a(row) and b(row)
 
 
 def _or(a: Predicate, b: Predicate) -> Predicate:
-    return lambda get: a(get) or b(get)
+    return lambda row: a(row) or b(row)
 
 
-def _leaf(leaf: tuple[Any, ...], fields: dict[str, str], many2one: frozenset[str]) -> Predicate:
+def _leaf(
+    leaf: tuple[Any, ...], fields: dict[str, str], many2one: frozenset[str], accessor: Accessor
+) -> Predicate:
     if leaf == TRUE_LEAF:
-        return lambda get: True
+        return lambda row: True
     if leaf == FALSE_LEAF:
-        return lambda get: False
+        return lambda row: False
     field, op, operand = leaf
     if not isinstance(field, str) or field not in fields:
         msg = f"Invalid field {field!r} in leaf {leaf!r}"
@@ -85,10 +97,31 @@ def _leaf(leaf: tuple[Any, ...], fields: dict[str, str], many2one: frozenset[str
         msg = f"Invalid operator {op!r} in leaf {leaf!r}"
         raise InvalidDomain(msg)
     operand = _normalize(operand)
+    test = _matcher(op, operand)
+    read = accessor(field)
     if field in many2one:
         by_name = isinstance(operand, str)
-        return lambda get: _compare(_m2o(get(field), by_name), op, operand)
-    return lambda get: _compare(get(field), op, operand)
+        return lambda row: test(_m2o(read(row), by_name))
+    return lambda row: test(read(row))
+
+
+def _matcher(op: str, operand: Any) -> Callable[[Any], bool]:
+    """The comparison for one leaf, specialised once: a scan calls it for every record."""
+    if op in _ORDERING and not _empty(operand):
+        compare = _ORDERING[op]
+
+        def ordered(value: Any) -> bool:
+            if value is False or value is None:
+                return False
+            try:
+                return bool(compare(value, operand))
+            except TypeError:
+                return False
+
+        return ordered
+    if op == "=" and not _empty(operand):
+        return lambda value: bool(value == operand)
+    return lambda value: _compare(value, op, operand)
 
 
 def _normalize(operand: Any) -> Any:

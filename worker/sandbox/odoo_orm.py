@@ -121,21 +121,16 @@ class PartnerModel:
         self, domain: Any, order: str | None, offset: int, limit: int | None, context: dict[str, Any]
     ) -> list[int]:
         try:
-            predicate = compile_domain(domain or [], self.fields, MANY2ONE)
+            predicate = compile_domain(domain or [], self.fields, MANY2ONE, self.catalog.accessor)
         except InvalidDomain as exc:
             raise OdooError("value_error", str(exc)) from None
         active_test = context.get("active_test", True) and not mentions(domain or [], "active")
-        value = self.catalog.value
-        ids = [
-            pid
-            for pid in self.catalog.ids()
-            if (not active_test or value(pid, "active")) and predicate(lambda f, pid=pid: value(pid, f))  # type: ignore[misc]
-        ]
-        ids = self._sorted(ids, order or DEFAULT_ORDER)
+        rows = [p for p in self.catalog.partners() if (not active_test or p.active) and predicate(p)]
+        ids = [p.id for p in self._sorted(rows, order or DEFAULT_ORDER)]
         end = None if not limit else int(offset or 0) + int(limit)
         return ids[int(offset or 0) : end]
 
-    def _sorted(self, ids: list[int], order: str) -> list[int]:
+    def _sorted(self, rows: list[Any], order: str) -> list[Any]:
         terms = []
         for term in order.split(","):
             words = term.strip().split()
@@ -147,10 +142,15 @@ class PartnerModel:
             ):
                 raise OdooError("value_error", f'Invalid "order" specified ({order}).')
             terms.append((words[0], len(words) == 2 and words[1].lower() == "desc"))
+        value_of = self.catalog.value_of
+        if len({descending for _, descending in terms}) == 1:
+            names = [name for name, _ in terms]
+            rows.sort(key=lambda p: [_sort_key(value_of(p, n)) for n in names], reverse=terms[0][1])
+            return rows
         # Stable sorts applied from the last term to the first give a multi-key order.
         for name, descending in reversed(terms):
-            ids.sort(key=lambda pid, n=name: _sort_key(self.catalog.value(pid, n)), reverse=descending)  # type: ignore[misc]
-        return ids
+            rows.sort(key=lambda p, n=name: _sort_key(value_of(p, n)), reverse=descending)  # type: ignore[misc]
+        return rows
 
 
 def _sort_key(value: Any) -> tuple[bool, Any]:

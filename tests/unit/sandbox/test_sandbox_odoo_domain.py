@@ -24,7 +24,7 @@ ROW: dict[str, Any] = {
 
 
 def matches(domain: list[Any], row: dict[str, Any] = ROW) -> bool:
-    return compile_domain(domain, FIELDS, M2O)(row.__getitem__)
+    return compile_domain(domain, FIELDS, M2O)(row)
 
 
 @pytest.mark.parametrize(
