@@ -55,6 +55,8 @@ KEY_LIMITS = {
 DOWN_MEMO_SECONDS = 2.0
 REDIS_TIMEOUT = 0.5
 FLUSH_BATCH = 500
+# Batches a ``record`` call flushes before it spools its own event behind the rest of the backlog.
+RECORD_FLUSH_BATCHES = 2
 
 # Breaks ties between events recorded in the same microsecond (or under a frozen test clock).
 _sequence = itertools.count()
@@ -202,7 +204,7 @@ class EventLog:
         if self._db_usable():
             try:
                 # Older spooled events go first, or the log's order would lie.
-                caught_up = not self._has_pending() or self._flush()[1]
+                caught_up = not self._has_pending() or self._flush(RECORD_FLUSH_BATCHES)[1]
                 if caught_up:
                     self._insert([pending], dedupe=False)
                     return
@@ -256,8 +258,12 @@ class EventLog:
 
     # -- flushing --------------------------------------------------------------------------------
 
-    def _flush(self) -> tuple[int, bool]:
-        """(events written, whether both spools are now empty as far as this process can tell)."""
+    def _flush(self, max_batches: int | None = None) -> tuple[int, bool]:
+        """(events written, whether both spools are now empty as far as this process can tell).
+
+        ``record`` passes ``max_batches`` so one caller does not drain a long outage's backlog alone;
+        ``flush_pending`` drains everything.
+        """
         written, complete = 0, True
         with ExitStack() as stack:
             claim = stack.enter_context(self._file_spool.claim())
@@ -267,24 +273,27 @@ class EventLog:
             token = self._redis_lock(stack)
             if token is None and self._redis_has_items():
                 complete = False
-            while True:
-                batch = self._redis_batch(token)
-                more = len(batch) == FLUSH_BATCH
+            for batch_number in itertools.count(1):
+                read, batch = self._redis_batch(token)
+                more = read == FLUSH_BATCH
                 if more:
                     # Interleave by time: only file events older than the batch's newest go with it.
-                    cutoff = max(_key(e) for e in batch)
-                    take = [e for e in remaining if _key(e) <= cutoff]
-                    remaining = [e for e in remaining if _key(e) > cutoff]
+                    cutoff = max((_key(e) for e in batch), default=None)
+                    take = [e for e in remaining if cutoff is not None and _key(e) <= cutoff]
+                    remaining = remaining[len(take) :]
                 else:
                     take, remaining = remaining, []
                 merged = sorted(batch + take, key=_key)
                 if merged:
                     written += self._insert(merged, dedupe=True)
-                if batch and not self._trim(token, len(batch)):
-                    return written, False
+                if read and not self._trim(token, read):
+                    return written, False  # lost the lock: the new holder dedupes what we wrote
                 if not more:
                     break
-            if claim is not None:
+                if max_batches is not None and batch_number >= max_batches:
+                    complete = False
+                    break
+            if claim is not None and not remaining:
                 claim.done()
         return written, complete
 
@@ -312,13 +321,16 @@ class EventLog:
             return False
         return self._redis_spool.pending() > 0
 
-    def _redis_batch(self, token: str | None) -> list[PendingEvent]:
+    def _redis_batch(self, token: str | None) -> tuple[int, list[PendingEvent]]:
+        """(items read, the readable events among them), oldest first."""
         if token is None or self._redis_spool is None:
-            return []
-        return list(_parse(self._redis_spool.read(FLUSH_BATCH)))
+            return 0, []
+        lines = self._redis_spool.read(FLUSH_BATCH)
+        return len(lines), list(_parse(lines))
 
     def _trim(self, token: str | None, count: int) -> bool:
-        assert self._redis_spool is not None and token is not None
+        if token is None or self._redis_spool is None:
+            return False
         return self._redis_spool.trim(token, count)
 
     # -- health memos ----------------------------------------------------------------------------

@@ -418,3 +418,37 @@ def test_from_settings_builds_a_working_log(settings_factory: Callable[..., Sett
         log.close()
     assert [t for t, *_ in stored(engine)] == ["built"]
     engine.dispose()
+
+
+def test_record_flushes_a_bounded_part_of_a_long_backlog(
+    engine: Engine,
+    dead_engine: Engine,
+    fake_redis: Any,
+    settings: Settings,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(eventlog_module, "FLUSH_BATCH", 2)
+    down = make_log(dead_engine, fake_redis, settings, clock)
+    for n in range(7):
+        down.record(f"event.{n}")
+        clock.tick()
+    live = make_log(engine, fake_redis, settings, clock)
+    live.record("event.7")
+    # Two batches of two were written; the new event queued behind the other three.
+    assert [t for t, *_ in stored(engine)] == [f"event.{n}" for n in range(4)]
+    assert fake_redis.llen(pending_key(settings)) == 4
+    assert live.flush_pending() == 4
+    assert [t for t, *_ in stored(engine)] == [f"event.{n}" for n in range(8)]
+
+
+def test_an_unreadable_redis_item_is_dropped_and_the_rest_flushed(
+    engine: Engine, dead_engine: Engine, fake_redis: Any, settings: Settings, clock: Clock
+) -> None:
+    down = make_log(dead_engine, fake_redis, settings, clock)
+    down.record("event.0")
+    fake_redis.rpush(pending_key(settings), "{not json")
+    down.record("event.1")
+    assert make_log(engine, fake_redis, settings, clock).flush_pending() == 2
+    assert [t for t, *_ in stored(engine)] == ["event.0", "event.1"]
+    assert fake_redis.llen(pending_key(settings)) == 0
