@@ -66,7 +66,11 @@ class FaultSpec:
         return spec
 
     def validate(self) -> None:
-        problems = [p for p in self._problems() if p]
+        try:
+            problems = [p for p in self._problems() if p]
+        except (TypeError, ValueError) as exc:
+            msg = f"a fault option has the wrong type ({exc})"
+            raise FaultSpecError(msg) from None
         if problems:
             raise FaultSpecError("; ".join(problems))
 

@@ -12,6 +12,7 @@ import contextlib
 import json
 import socket
 import threading
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
@@ -255,6 +256,12 @@ class _Handler(BaseHTTPRequestHandler):
                 faultplay.play(self, decision.fault, request, control.simulator, control)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+        except Exception:
+            # A simulator bug must be loud and must not look like an upstream's own 500 page.
+            traceback.print_exc()
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.send(Response(500, b"sandbox simulator bug, see stderr", "text/x-sandbox-error"))
         finally:
             control.set_current(None)
 

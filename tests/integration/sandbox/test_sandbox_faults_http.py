@@ -180,6 +180,8 @@ def test_control_endpoint_sets_counts_and_clears_and_is_never_faulted(
     snapshot = requests.get(control, timeout=5).json()
     assert snapshot["requests"] == {PRODUCTS: 3} and snapshot["injected"] == {"status": 2}
     assert requests.post(control, json={"kind": "nope"}, timeout=5).status_code == 400
+    assert requests.post(control, json={"latency_ms": "slow"}, timeout=5).status_code == 400
+    assert requests.post(control, data=b"[1]", timeout=5).status_code == 400
     assert requests.post(control, json={"kind": "status", "status": 503}, timeout=5).ok
     assert requests.delete(control, timeout=5).json()["fault"]["kind"] is None
     assert products(session, woo).status_code == 200
