@@ -294,3 +294,43 @@ def test_odoo_503_is_retried_then_succeeds(stack: Stack) -> None:
     rows = stack.failures("odoo")
     assert [r["payload"]["final"] for r in rows] == [False, False]
     assert sim.api_key not in json.dumps(rows, default=str)
+
+
+ODOO_FAULTS = [
+    ({"kind": "status", "status": 503, "retry_after": 4}, RetriableUpstreamError),
+    ({"kind": "status", "status": 500}, RetriableUpstreamError),
+    ({"kind": "html200"}, MalformedPayload),
+    ({"kind": "truncated"}, MalformedPayload),
+    ({"kind": "oversized"}, ResponseTooLarge),
+    ({"kind": "auth", "auth_status": 401}, AuthenticationError),
+    ({"kind": "auth", "auth_status": 403}, AuthenticationError),
+]
+
+
+@pytest.mark.parametrize("version", ["17.0", "19.0"], ids=["xmlrpc", "json2"])
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    ODOO_FAULTS,
+    ids=[f"{f['kind']}-{f.get('status', f.get('auth_status', ''))}" for f, _ in ODOO_FAULTS],
+)
+def test_odoo_faults_map_to_their_error_class(
+    stack: Stack, version: str, fault: dict[str, Any], expected: type[Exception]
+) -> None:
+    with OdooSimulator(seed=5, size=30, version=version, xmlrpc_enabled=version == "17.0") as sim:
+        client, _ = stack.odoo(sim)
+        client.field_types()  # detection, authentication and fields_get happen before the fault
+        sim.faults.set(**fault)
+        with pytest.raises(expected) as info:
+            client.search_supplier_ids()
+    retried = isinstance(info.value, RetriableUpstreamError)
+    assert len(stack.sleeps) == (ATTEMPTS - 1 if retried else 0)
+    if fault.get("retry_after"):
+        assert stack.sleeps == [4.0, 4.0]
+    rows = stack.failures("odoo")
+    assert rows[-1]["event_type"] == "odoo.sync.failed.search_supplier_ids"
+    assert (
+        rows[-1]["payload"]["final"] is True
+        and rows[-1]["payload"]["error_class"] == type(info.value).__name__
+    )
+    assert rows[-1]["payload"]["request"]["op"] == "search"
+    assert sim.api_key not in json.dumps(rows, default=str)
