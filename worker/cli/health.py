@@ -85,10 +85,11 @@ def check_broker(settings: Settings) -> str:
 
 
 def _celery_app(settings: Settings) -> Any:
+    # Built from the settings given, never the process-wide app: health must ask *this* broker.
     try:
-        from worker.celery_app import app
+        from worker.celery_app import create_app
 
-        return app
+        return create_app(settings)
     except ImportError:
         # Without the app module, a bare app on the same broker still reaches the workers' pidbox.
         from celery import Celery

@@ -46,8 +46,7 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def children_of(pid: int) -> list[int]:
-    """Every live descendant of ``pid``, found by scanning /proc."""
+def parent_pids() -> dict[int, int]:
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -56,6 +55,16 @@ def children_of(pid: int) -> list[int]:
             except (FileNotFoundError, ProcessLookupError):
                 continue
             parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
+
+
+def direct_children(pid: int) -> list[int]:
+    return [p for p, parent in parent_pids().items() if parent == pid and alive(p)]
+
+
+def children_of(pid: int) -> list[int]:
+    """Every live descendant of ``pid``, found by scanning /proc."""
+    parents = parent_pids()
     found, frontier = [], [pid]
     while frontier:
         current = frontier.pop()
