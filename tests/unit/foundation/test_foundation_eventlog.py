@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -13,11 +14,11 @@ from typing import Any
 import fakeredis
 import pytest
 import redis
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event, insert, select
 from sqlalchemy.orm import Session
 
 import worker.eventlog as eventlog_module
-from models import Base
+from models import Base, Supplier
 from models import EventLog as Row
 from worker.db import make_engine
 from worker.eventlog import EventLog, RedisSpool
@@ -452,3 +453,46 @@ def test_an_unreadable_redis_item_is_dropped_and_the_rest_flushed(
     assert make_log(engine, fake_redis, settings, clock).flush_pending() == 2
     assert [t for t, *_ in stored(engine)] == ["event.0", "event.1"]
     assert fake_redis.llen(pending_key(settings)) == 0
+
+
+def test_on_sqlite_an_event_recorded_inside_a_rolled_back_write_survives(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    # SQLite has one writer: the event cannot commit while the caller holds the write lock, so it waits
+    # a short busy timeout, spools (Redis is a closed port here, so to the file), and is flushed later.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    settings = settings_factory(redis_url=f"redis://127.0.0.1:{sock.getsockname()[1]}/0")
+    engine = make_engine(settings.database_url)
+    Base.metadata.create_all(engine)
+    log = EventLog.from_settings(settings)
+    try:
+        with engine.connect() as conn:
+            transaction = conn.begin()
+            conn.execute(
+                insert(Supplier),
+                [
+                    {
+                        "odoo_id": 1,
+                        "name": "A",
+                        "raw": {},
+                        "content_hash": "h",
+                        "first_synced_at": T0,
+                        "last_synced_at": T0,
+                        "is_company": True,
+                        "active": True,
+                        "supplier_rank": 1,
+                    }
+                ],
+            )
+            log.record("odoo:supplier:upsert_failed", aggregate_id="supplier:1")
+            transaction.rollback()
+        assert stored(engine) == []
+        assert log.flush_pending() == 1
+    finally:
+        log.close()
+        sock.close()
+    assert [t for t, *_ in stored(engine)] == ["odoo:supplier:upsert_failed"]
+    with engine.connect() as conn:
+        assert conn.execute(select(Supplier.id)).first() is None
+    engine.dispose()
