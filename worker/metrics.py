@@ -229,13 +229,18 @@ def reset_multiproc_dir() -> None:
     directory.mkdir(parents=True, exist_ok=True)
 
 
-def install_celery_metrics_hooks(settings: Settings) -> None:
-    """Connect the worker signals: fresh multiprocess files and the exporter at start, cleanup per child."""
+def install_celery_metrics_hooks(settings: Settings) -> Callable[[], None]:
+    """Connect the worker signals: fresh multiprocess files and the exporter at start, cleanup per child.
+
+    Call it once where the worker's app is configured; returns a function that disconnects them.
+    """
     from celery.signals import worker_init, worker_process_shutdown
+
+    servers: list[Any] = []
 
     def on_worker_init(**_: Any) -> None:
         reset_multiproc_dir()
-        start_metrics_server(settings)
+        servers.append(start_metrics_server(settings))
 
     def on_child_exit(pid: int | None = None, **_: Any) -> None:
         if multiproc_dir():
@@ -243,3 +248,12 @@ def install_celery_metrics_hooks(settings: Settings) -> None:
 
     worker_init.connect(on_worker_init, weak=False)
     worker_process_shutdown.connect(on_child_exit, weak=False)
+
+    def uninstall() -> None:
+        for server in servers:
+            if server is not None:
+                stop_metrics_server(server)
+        worker_init.disconnect(on_worker_init)
+        worker_process_shutdown.disconnect(on_child_exit)
+
+    return uninstall

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
 import redis
 import requests
 from ops_env import clean_env, free_port
@@ -97,3 +98,26 @@ def test_multiprocess_mode_sums_every_process(tmp_path: Any) -> None:
     }
     assert samples[("syncworker_event_log_writes_total", frozenset({("event_type", "sync.failed")}))] == 3
     assert samples[("syncworker_sync_records_total", frozenset({("source", "s"), ("kind", "fetched")}))] == 15
+
+
+def test_celery_hooks_wipe_stale_files_and_serve_on_worker_init(
+    settings_factory: Any, redis_url: str, tmp_path: Any, monkeypatch: Any
+) -> None:
+    from celery.signals import worker_init, worker_process_shutdown
+
+    stale = tmp_path / "counter_99999.db"
+    stale.write_bytes(b"left by a previous run")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    port = free_port()
+    uninstall = metrics.install_celery_metrics_hooks(settings_factory(redis_url=redis_url, metrics_port=port))
+    try:
+        worker_init.send(sender=None)
+        assert not stale.exists()
+        scraped = scrape(f"http://127.0.0.1:{port}/metrics")
+        assert scraped[("syncworker_breaker_store_up", frozenset())] == 1
+        # A child's exit is handled without error even when it left no live gauge files.
+        worker_process_shutdown.send(sender=None, pid=12345, exitcode=0)
+    finally:
+        uninstall()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
