@@ -33,9 +33,7 @@ ODOO_OK = {
 @pytest.fixture(autouse=True)
 def no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # The tests control every variable; a developer's shell must not leak in.
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name.upper(), raising=False)
-    for name in ("ODOO_BREAKER__FAILURE_THRESHOLD", "WOOCOMMERCE_BREAKER__FAILURE_THRESHOLD"):
+    for name in expected_variables() | {n.upper() for n in Settings.model_fields}:
         monkeypatch.delenv(name, raising=False)
 
 
