@@ -19,7 +19,7 @@ import requests
 import tenacity
 from requests.auth import HTTPBasicAuth
 
-from worker.errors import MalformedPayload
+from worker.errors import FatalUpstreamError, MalformedPayload
 from worker.settings import Settings
 from worker.upstream.calls import GuardedCall
 from worker.upstream.failures import FailureRecorder
@@ -81,6 +81,23 @@ def parse_page(resp: HttpResponse, page: int, operation: str) -> WooPage:
         msg = f"expected a JSON list of objects, got {type(data).__name__}"
         raise MalformedPayload(msg, **ctx)
     return WooPage(data, page, _int_header(resp, "X-WP-TotalPages"), _int_header(resp, "X-WP-Total"))
+
+
+def check_advances(page: WooPage, previous_first: int | None, operation: str) -> int | None:
+    """Refuse a page that starts where an earlier one did: a cache that ignores the query string.
+
+    Such a cache serves page 1 for every page number; yielding it would duplicate page 1 and hide
+    every other product, which a full sync would then mark deleted.
+    """
+    first = page.records[0].get("id")
+    if not isinstance(first, int):
+        return previous_first
+    if previous_first is not None and first <= previous_first:
+        msg = (
+            f"page {page.page} starts at id {first}, not after {previous_first}: is a cache ignoring ?page=?"
+        )
+        raise FatalUpstreamError(msg, upstream=UPSTREAM, operation=operation)
+    return first
 
 
 class WooCommerceClient:
@@ -180,6 +197,7 @@ class WooCommerceClient:
         numbers = PageNumbers(next_page=max(1, start_page))
         pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="woo-page")
         pending: deque[Future[WooPage]] = deque()
+        previous_first: int | None = None
         try:
             while True:
                 while len(pending) < self._concurrency and numbers.known_remaining():
@@ -193,6 +211,7 @@ class WooCommerceClient:
                     return
                 numbers.observe(page.page, len(page.records), PER_PAGE, page.total_pages)
                 if page.records:
+                    previous_first = check_advances(page, previous_first, operation)
                     yield page
         finally:
             # A failed page (breaker open, retries spent) or a consumer that stopped early: drop

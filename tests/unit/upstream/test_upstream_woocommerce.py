@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from upstream_helpers import KEY, SECRET, FakeBreaker, FakeEventLog, FakeWoo, Reply, ScriptedServer
 
-from worker.errors import AuthenticationError, CircuitOpenError, MalformedPayload
+from worker.errors import AuthenticationError, CircuitOpenError, FatalUpstreamError, MalformedPayload
 from worker.upstream.woocommerce import WooCommerceClient
 
 JSON = {"Content-Type": "application/json"}
@@ -162,3 +162,18 @@ def test_correlation_id_can_be_rebound_per_run(settings_factory: Any, woo: Scrip
     woo.queue.append(Reply(502, JSON, b'{"code":"bad_gateway","message":"x"}'))
     list(client.iter_product_pages())
     assert [e.correlation_id for e in log.events] == ["run-8"]
+
+
+def test_a_cache_serving_page_one_for_every_page_is_refused(settings_factory: Any) -> None:
+    fake = FakeWoo(350)
+
+    def ignores_page(req: Any) -> Reply:
+        req.query["page"] = "1"
+        return fake(req)
+
+    with ScriptedServer(ignores_page) as srv:
+        client, *_ = make_client(settings_factory, srv.url)
+        pages = client.iter_product_pages()
+        assert next(pages).records[0]["id"] == 1
+        with pytest.raises(FatalUpstreamError, match="cache ignoring"):
+            next(pages)
