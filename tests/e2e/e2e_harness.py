@@ -157,7 +157,9 @@ class Stack:
         self.tmp_path = tmp_path
         self.processes: list[CeleryProcess] = []
 
-    def worker(self, *, concurrency: int = 1, queues: str = "odoo,woocommerce") -> CeleryProcess:
+    def worker(
+        self, *, concurrency: int = 1, queues: str = "odoo,woocommerce", wait_ready: bool = True
+    ) -> CeleryProcess:
         name = f"e2e-{uuid.uuid4().hex[:8]}"
         args = [
             "worker", "-P", "prefork", "-c", str(concurrency), "-Q", queues, "-n", f"{name}@%h",
@@ -165,7 +167,8 @@ class Stack:
         ]  # fmt: skip
         proc = CeleryProcess(args, self.env, self.tmp_path / f"{name}.log")
         self.processes.append(proc)
-        proc.wait_for_log("ready.")
+        if wait_ready:
+            proc.wait_for_log("ready.")
         return proc
 
     def beat(self) -> CeleryProcess:
