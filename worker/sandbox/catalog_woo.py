@@ -140,7 +140,7 @@ class WooCatalog:
             cached = self._cache.get(key)
             if cached is None:
                 posts = self._filter(self._products.values(), key)
-                cached = [p.id for p in _ordered(posts, orderby, descending, include)]
+                cached = [p.id for p in self._ordered(posts, orderby, descending, include)]
                 if len(self._cache) > 64:
                     self._cache.clear()
                 self._cache[key] = cached
@@ -155,7 +155,29 @@ class WooCatalog:
             parent = self._products[product_id]
             posts = [self._variations[v] for v in parent.variations]
             key = (statuses, modified_after, modified_before, None, None, include)
-            return [p.id for p in _ordered(self._filter(posts, key), orderby, descending, include)]
+            rows = self._filter(posts, key)
+            return [p.id for p in self._ordered(rows, orderby, descending, include)]
+
+    def _ordered(
+        self, posts: list[_Post], orderby: str, descending: bool, include: tuple[int, ...] | None
+    ) -> list[_Post]:
+        if orderby == "include" and include is not None:
+            position = {pid: i for i, pid in enumerate(include)}
+            return sorted(posts, key=lambda p: position[p.id])
+        if orderby in ("title", "slug"):
+            # Names are rendered, not indexed; a query result is cached, so this runs once.
+            return sorted(posts, key=lambda p: (self._title(p, orderby), p.id), reverse=descending)
+        if orderby == "id":
+            return sorted(posts, key=lambda p: p.id, reverse=descending)
+        if orderby == "modified":
+            return sorted(posts, key=lambda p: (p.modified, p.id), reverse=descending)
+        return sorted(posts, key=lambda p: (p.created, p.id), reverse=descending)
+
+    def _title(self, post: _Post, orderby: str) -> str:
+        if post.parent_id:
+            return ""
+        name = str(post.overrides.get("name") or woo_render.product_name(self.seed, post.id))
+        return woo_render.slugify(name) if orderby == "slug" else name.lower()
 
     @staticmethod
     def _filter(posts: Any, key: tuple[Any, ...]) -> list[_Post]:
@@ -332,16 +354,3 @@ def _overlay(body: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
         body["price"] = body["sale_price"] or body["regular_price"]
         body["on_sale"] = bool(body["sale_price"])
     return body
-
-
-def _ordered(
-    posts: list[_Post], orderby: str, descending: bool, include: tuple[int, ...] | None
-) -> list[_Post]:
-    if orderby == "include" and include is not None:
-        position = {pid: i for i, pid in enumerate(include)}
-        return sorted(posts, key=lambda p: position[p.id])
-    if orderby == "id":
-        return sorted(posts, key=lambda p: p.id, reverse=descending)
-    if orderby == "modified":
-        return sorted(posts, key=lambda p: (p.modified, p.id), reverse=descending)
-    return sorted(posts, key=lambda p: (p.created, p.id), reverse=descending)

@@ -13,7 +13,7 @@ STATUSES = ("any", "future", "trash", "draft", "pending", "private", "publish")
 ORDERBY = ("date", "id", "include", "title", "slug", "price", "popularity", "rating",
            "menu_order", "modified")  # fmt: skip
 # Sort keys the catalog indexes; the others are valid WordPress values the simulator does not model.
-MODELLED_ORDERBY = ("date", "id", "include", "modified", "menu_order")
+MODELLED_ORDERBY = ("date", "id", "include", "modified", "menu_order", "title", "slug")
 
 
 class InvalidParam(Exception):

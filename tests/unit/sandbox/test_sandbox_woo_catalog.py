@@ -189,3 +189,12 @@ def test_indexed_fields_cannot_be_overridden_silently() -> None:
         cat.change(pid, date_modified_gmt="2020-01-01T00:00:00")
     with pytest.raises(ValueError, match="unknown status"):
         cat.change(pid, status="deleted")
+
+
+def test_order_by_title_follows_names_including_overrides() -> None:
+    cat = WooCatalog(seed=1, size=60)
+    first = cat.query_products(statuses=ALL_BUT_TRASH, orderby="title", descending=False)
+    names = [cat.get(i)["name"].lower() for i in first]
+    assert names == sorted(names)
+    cat.change(first[-1], name="AAA first now")
+    assert cat.query_products(statuses=ALL_BUT_TRASH, orderby="title", descending=False)[0] == first[-1]
