@@ -35,6 +35,12 @@ def parse_iso(value: Any) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
+def _next_whole_second(value: dt.datetime) -> dt.datetime:
+    # Upstream stamps have 1 s resolution and the bound is sent without fractions: rounding down would
+    # leave an edit made in the same second just before the run to the next run.
+    return value.replace(microsecond=0) + dt.timedelta(seconds=1)
+
+
 def new_checkpoint(ctx: RunContext, watermark: dt.datetime | None, overlap: dt.timedelta) -> dict[str, Any]:
     """Where a fresh pass starts; the window is fixed here so a resumed pass keeps it."""
     incremental = not ctx.full and watermark is not None
@@ -42,7 +48,7 @@ def new_checkpoint(ctx: RunContext, watermark: dt.datetime | None, overlap: dt.t
         "phase": "products",
         "page": 0,
         "modified_after": iso(watermark - overlap) if incremental and watermark else None,
-        "modified_before": iso(ctx.started_at) if incremental else None,
+        "modified_before": iso(_next_whole_second(ctx.started_at)) if incremental else None,
         "pass_started_at": iso(ctx.started_at),
     }
 
