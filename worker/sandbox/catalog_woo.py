@@ -245,11 +245,14 @@ class WooCatalog:
         """A new product stamped now; a variable product gets ``variation_count`` (default 2) variations."""
         with self._lock:
             now = self._now()
-            ptype = str(fields.pop("type", "simple"))
-            post = self._add_product(ptype, str(fields.pop("status", "publish")), now, now)
-            post.overrides.update(_without_indexed(fields))
-            count = variation_count if variation_count is not None else (2 if ptype == "variable" else 0)
-            for _ in range(count):
+            post = self._add_product("simple", "publish", now, now)
+            try:
+                self._apply(post, fields)
+            except ValueError:
+                del self._products[post.id]
+                raise
+            default = 2 if post.type == "variable" else 0
+            for _ in range(default if variation_count is None else variation_count):
                 self._add_variation(post, "publish", now)
             self._changed()
             return self._render(post)

@@ -189,6 +189,9 @@ def test_indexed_fields_cannot_be_overridden_silently() -> None:
         cat.change(pid, date_modified_gmt="2020-01-01T00:00:00")
     with pytest.raises(ValueError, match="unknown status"):
         cat.change(pid, status="deleted")
+    with pytest.raises(ValueError, match="unknown status"):
+        cat.create_product(status="gone")
+    assert len(cat) == 20
 
 
 def test_order_by_title_follows_names_including_overrides() -> None:
