@@ -81,6 +81,10 @@ def test_sigterm_hands_the_rest_back_and_the_next_worker_resumes(
 def test_sigkill_redelivers_after_the_visibility_timeout_and_resumes(
     stack: Stack, woo: WooCommerceSimulator, db: Engine, client_app: Celery
 ) -> None:
+    # A shorter visibility timeout (sweep every 3 s) keeps the wait for the redelivery short.
+    stack.env |= {"CELERY_VISIBILITY_TIMEOUT": "12", "CELERY_TASK_TIME_LIMIT": "11"}
+    stack.env |= {"CELERY_TASK_SOFT_TIME_LIMIT": "10", "SYNC_LOCK_TTL_SECONDS": "5"}
+    stack.env |= {f"{u}_BREAKER__OPEN_MAX_SECONDS": "10" for u in ("ODOO", "WOOCOMMERCE")}
     first = stack.worker()
     woo.faults.set(latency_ms=PAGE_LATENCY_MS)
     result = enqueue(client_app, WOO, full=True)
@@ -96,7 +100,7 @@ def test_sigkill_redelivers_after_the_visibility_timeout_and_resumes(
 
     woo.faults.clear()
     stack.worker()
-    # Back after the visibility timeout plus one restore sweep (about 25 s with the test settings).
+    # Back after the visibility timeout plus one restore sweep (about 15 s with these settings).
     summary = result.get(timeout=150)
     assert summary["status"] == "succeeded"
     statuses = [r["status"] for r in runs(db, WOO)]
