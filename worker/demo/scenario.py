@@ -71,7 +71,13 @@ class Scenario:
         argv = [sys.executable, "-c", "from worker.cli import main; main()", *args]
         self.out.print(f"[dim]$ syncworker {' '.join(args)}[/]")
         done = subprocess.run(
-            argv, env=self.stack.env, capture_output=True, text=True, timeout=60, check=False
+            argv,
+            env=self.stack.env,
+            cwd=self.stack.workdir,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         self.out.print(done.stdout.rstrip() or done.stderr.rstrip())
 

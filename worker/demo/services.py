@@ -73,7 +73,7 @@ def start_private_redis(supervisor: Supervisor, workdir: Path, env: dict[str, st
         "--maxmemory-policy", "noeviction",
         "--dir", str(data),
     ]  # fmt: skip
-    supervisor.start("redis", argv, env=env, log_path=workdir / "redis.log")
+    supervisor.start("redis", argv, env=env, log_path=workdir / "redis.log", cwd=workdir)
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + READY_TIMEOUT
     while not answers(url, timeout=0.5):

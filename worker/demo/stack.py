@@ -45,7 +45,8 @@ TUNING = {
     "LOG_FORMAT": "console",
     "PYTHONUNBUFFERED": "1",
 }
-# Variables of the operator's environment that must not leak into the demo's children.
+# Variables of the operator's environment that must not leak into the demo's children. The children
+# also run in the demo directory, so an operator's .env (read from the working directory) stays out.
 DROPPED = ("CELERY_BROKER_URL", "PROMETHEUS_MULTIPROC_DIR", "METRICS_PORT")
 
 
@@ -86,6 +87,8 @@ class DemoStack:
         self.flower_auth = (user, password)
         env |= TUNING | {
             "REDIS_URL": self.redis_url,
+            "CELERY_BROKER_URL": self.redis_url,
+            "METRICS_PORT": "0",
             "DATABASE_URL": self.database_url,
             "REDIS_KEY_PREFIX": DEMO_PREFIX,
             "EVENT_SPOOL_PATH": str(self.workdir / "events.spool"),
@@ -133,19 +136,24 @@ class DemoStack:
                 multiproc.mkdir(parents=True, exist_ok=True)
                 self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
             argv = [*celery, "worker", "-Q", "odoo,woocommerce", "-c", "2", "-n", f"{node}@%h", "-l", "info"]
-            self.supervisor.start(node, argv, env=env, log_path=self.workdir / f"{node}.log")
+            self.supervisor.start(
+                node, argv, env=env, log_path=self.workdir / f"{node}.log", cwd=self.workdir
+            )
         beat_argv = [*celery, "beat", "-l", "info"]
-        self.supervisor.start("beat", beat_argv, env=self.env, log_path=self.workdir / "beat.log")
+        self.supervisor.start(
+            "beat", beat_argv, env=self.env, log_path=self.workdir / "beat.log", cwd=self.workdir
+        )
         port = self.env["FLOWER_PORT"]
         flower_argv = [*celery, "flower", "--address=127.0.0.1", f"--port={port}"]
-        self.supervisor.start("flower", flower_argv, env=self.env, log_path=self.workdir / "flower.log")
+        flower_log = self.workdir / "flower.log"
+        self.supervisor.start("flower", flower_argv, env=self.env, log_path=flower_log, cwd=self.workdir)
         self.flower_url = f"http://127.0.0.1:{port}/"
         self.supervisor.write_pidfile(self.workdir / "pids")
         self.write_env_file()
 
     def write_env_file(self) -> None:
         # Secrets of the simulators are throwaway; the file is for pointing the CLI at the demo.
-        keep = ("REDIS_URL", "DATABASE_URL", "REDIS_KEY_PREFIX", "EVENT_SPOOL_PATH")
+        keep = ("REDIS_URL", "CELERY_BROKER_URL", "DATABASE_URL", "REDIS_KEY_PREFIX", "EVENT_SPOOL_PATH")
         lines = [f"{k}={self.env[k]}" for k in keep]
         lines += [f"{k}={v}" for k, v in TUNING.items() if "BREAKER" in k]
         path = self.workdir / "env"
