@@ -244,7 +244,14 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             request = self._read_request()
             if request.path == CONTROL_PATH:
-                self.send(self._control(request))
+                response = self._control(request)
+                if control.is_down:
+                    # A server that was just taken down keeps no connection open, this one included.
+                    response.headers.append(("Connection", "close"))
+                self.send(response)
+                return
+            if control.is_down:
+                self.close_connection = True  # a kept-alive connection that raced the shutdown
                 return
             decision = control.faults.decide(request.path)
             if decision.latency_s > 0 and control.stopping.wait(decision.latency_s):

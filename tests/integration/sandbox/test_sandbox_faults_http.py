@@ -154,10 +154,12 @@ def test_down_refuses_connections_and_recovers_on_the_same_port(
 
 
 def test_down_over_http_expires_by_itself(woo: WooCommerceSimulator) -> None:
-    answer = requests.post(
-        woo.base_url + "/__faults__", json={"kind": "down", "down_seconds": 0.3}, timeout=5
-    )
-    assert answer.status_code == 200
+    conn = http.client.HTTPConnection("127.0.0.1", woo.port, timeout=5)
+    conn.request("POST", "/__faults__", body=json.dumps({"kind": "down", "down_seconds": 0.5}))
+    answer = conn.getresponse()
+    assert answer.status == 200 and answer.getheader("Connection") == "close"
+    answer.read()
+    conn.close()
     wait_until(lambda: not woo.is_down)
     assert requests.get(woo.base_url + PRODUCTS, auth=(woo.consumer_key, woo.consumer_secret), timeout=5).ok
 
