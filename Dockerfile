@@ -17,5 +17,6 @@ COPY migrations ./migrations
 RUN pip install .
 
 USER syncworker
-# Exec form everywhere: Celery must be the process that receives SIGTERM, or shutdown is not warm.
-CMD ["syncworker", "health"]
+# Exec form everywhere: the process that receives SIGTERM must be Celery itself or `syncworker run`,
+# which forwards it to each child's main pid; otherwise shutdown is not warm.
+CMD ["syncworker", "run"]
