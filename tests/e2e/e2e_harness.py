@@ -158,14 +158,20 @@ class Stack:
         self.processes: list[CeleryProcess] = []
 
     def worker(
-        self, *, concurrency: int = 1, queues: str = "odoo,woocommerce", wait_ready: bool = True
+        self,
+        *,
+        concurrency: int = 1,
+        queues: str = "odoo,woocommerce",
+        name: str | None = None,
+        wait_ready: bool = True,
     ) -> CeleryProcess:
-        name = f"e2e-{uuid.uuid4().hex[:8]}"
+        name = name or f"e2e-{uuid.uuid4().hex[:8]}"
         args = [
             "worker", "-P", "prefork", "-c", str(concurrency), "-Q", queues, "-n", f"{name}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
         ]  # fmt: skip
-        proc = CeleryProcess(args, self.env, self.tmp_path / f"{name}.log")
+        log_path = self.tmp_path / f"{name}-{len(self.processes)}.log"
+        proc = CeleryProcess(args, self.env, log_path)
         self.processes.append(proc)
         if wait_ready:
             proc.wait_for_log("ready.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 
 import pytest
 import redis
@@ -51,7 +52,7 @@ def assert_mirror_exact(db: Engine, woo: WooCommerceSimulator, *, committed_befo
 def test_sigterm_hands_the_rest_back_and_the_next_worker_resumes(
     stack: Stack, woo: WooCommerceSimulator, db: Engine, client_app: Celery, e2e_settings: Settings
 ) -> None:
-    first = stack.worker()
+    first = stack.worker(name="sync-a")
     woo.faults.set(latency_ms=PAGE_LATENCY_MS)
     result = enqueue(client_app, WOO, full=True)
     wait_mid_run(db)
@@ -68,10 +69,13 @@ def test_sigterm_hands_the_rest_back_and_the_next_worker_resumes(
     broker = redis.Redis.from_url(e2e_settings.broker_url)
     assert broker.llen("woocommerce") == 1
     assert broker.get(f"{e2e_settings.redis_key_prefix}:deliveries:{result.id}") == b"0"
+    # The node's shutdown flag outlives it; a restart under the same name has to clear it.
+    assert broker.exists(f"{e2e_settings.redis_key_prefix}:shutdown:sync-a@{socket.gethostname()}")
     broker.close()
 
     woo.faults.clear()
-    stack.worker()
+    # Restarted under the same node name, as a service manager does: the stale flag must not stop it.
+    stack.worker(name="sync-a")
     summary = result.get(timeout=120)
     assert summary["status"] == "succeeded"
     assert [r["task_id"] for r in runs(db, WOO)] == [result.id, result.id]
