@@ -70,35 +70,45 @@ def error_label(exc: BaseException) -> str:
 
 
 class _SuccessBuffer:
-    """Successes in CLOSED counted locally until this process's next round trip."""
+    """Successes in CLOSED counted locally until this process's next round trip.
+
+    Plain fields rather than a frozen dataclass: this runs on every healthy call.
+    """
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._pending = NO_PENDING
+        self._generation = -1
+        self._count = self._max_seq = self._stale = 0
         self._since = 0.0
 
     def add(self, admission: Admission) -> None:
         with self._lock:
-            p = self._pending
-            if admission.generation < p.generation:
-                self._pending = replace(p, stale_count=p.stale_count + 1)
-            elif admission.generation > p.generation:
-                self._pending = PendingSuccesses(
-                    admission.generation, 1, admission.failure_seq, 0.0, p.stale_count + p.count
-                )
+            if admission.generation < self._generation:
+                self._stale += 1
+            elif admission.generation > self._generation:
+                self._stale += self._count
+                self._generation, self._count = admission.generation, 1
+                self._max_seq = admission.failure_seq
             else:
-                seq = max(p.max_failure_seq, admission.failure_seq)
-                self._pending = replace(p, count=p.count + 1, max_failure_seq=seq)
+                self._count += 1
+                self._max_seq = max(self._max_seq, admission.failure_seq)
             self._since = self._clock()
 
     def take(self) -> PendingSuccesses:
         """Hand the buffer to a script call; the age lets Redis date the last success itself."""
         with self._lock:
-            p, self._pending = self._pending, replace(NO_PENDING, generation=self._pending.generation)
-            if p.count + p.stale_count == 0:
+            if self._count + self._stale == 0:
                 return NO_PENDING
-            return replace(p, age_seconds=max(0.0, self._clock() - self._since))
+            pending = PendingSuccesses(
+                self._generation,
+                self._count,
+                self._max_seq,
+                max(0.0, self._clock() - self._since),
+                self._stale,
+            )
+            self._count = self._max_seq = self._stale = 0
+            return pending
 
 
 class CircuitBreaker:
@@ -133,8 +143,19 @@ class CircuitBreaker:
 
     def call(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn`` if the breaker admits it; raises ``CircuitOpenError`` when refused."""
-        with self.guard():
-            return fn(*args, **kwargs)
+        # guard() spelled out: a generator context manager costs more than the rest of the path.
+        store, admission = self._admit()
+        started = self._clock()
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            self._failed(store, admission, started, exc)
+            raise
+        except BaseException:
+            self._cancelled(store, admission)
+            raise
+        self._succeeded(store, admission, started)
+        return result
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(fn)
@@ -151,16 +172,10 @@ class CircuitBreaker:
         try:
             yield
         except Exception as exc:
-            if self.policy.counts_as_failure(exc):
-                self._report(store, admission, "fail", error_label(exc))
-            else:
-                # The upstream answered (a 4xx, a record that failed validation): it is healthy.
-                self._succeeded(store, admission, started)
+            self._failed(store, admission, started, exc)
             raise
         except BaseException:
-            # Cancelled (shutdown, interrupt): no outcome, but give a probe lease back.
-            if admission.token:
-                self._report(store, admission, "release", "")
+            self._cancelled(store, admission)
             raise
         self._succeeded(store, admission, started)
 
@@ -227,6 +242,24 @@ class CircuitBreaker:
         if not admission.allowed:
             raise CircuitOpenError(self.name, admission.retry_after)
         return chosen, admission
+
+    def _failed(
+        self,
+        store: RedisBreakerStore | MemoryBreakerStore,
+        admission: Admission,
+        started: float,
+        exc: Exception,
+    ) -> None:
+        if self.policy.counts_as_failure(exc):
+            self._report(store, admission, "fail", error_label(exc))
+        else:
+            # The upstream answered (a 4xx, a record that failed validation): it is healthy.
+            self._succeeded(store, admission, started)
+
+    def _cancelled(self, store: RedisBreakerStore | MemoryBreakerStore, admission: Admission) -> None:
+        # Cancelled (shutdown, interrupt): no outcome, but give a probe lease back.
+        if admission.token:
+            self._report(store, admission, "release", "")
 
     def _succeeded(
         self, store: RedisBreakerStore | MemoryBreakerStore, admission: Admission, started: float

@@ -50,7 +50,7 @@ class BreakerPolicy:
         return self.window_seconds / WINDOW_BUCKETS
 
     def script_args(self) -> list[float | int]:
-        """The policy as the positional ARGV tail every Lua script reads (see scripts/common.lua)."""
+        """The policy in the order scripts/common.lua reads it (ARGV 1..10)."""
         return [
             self.failure_threshold,
             self.failure_rate_threshold,

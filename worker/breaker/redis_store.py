@@ -40,47 +40,48 @@ class RedisBreakerStore:
         self.keys = [f"{key_prefix}:state", f"{key_prefix}:window", f"{key_prefix}:permits"]
         # register_script runs EVALSHA and loads the script once on NOSCRIPT.
         self._scripts = {name: client.register_script(src) for name, src in SCRIPTS.items()}
-        self._policy_args = policy.script_args()
+        # Encoded once: the policy is the same on every call.
+        self._policy_args = [repr(a).encode() for a in policy.script_args()]
 
     def admit(self, pending: PendingSuccesses) -> Admission:
-        reply = self._run("admit", pending, [])
+        head, transition = self._parse(self._run("admit", pending, []))
+        allowed, state, gen, retry_after, lease, fseq, okseq = head[:7]
         return Admission(
-            allowed=bool(reply[0]),
-            state=BreakerState(_text(reply[1])),
-            generation=int(reply[2]),
-            retry_after=max(0.0, float(reply[3])),
-            token=_text(reply[4]) or None,
-            failure_seq=int(reply[5]),
-            transition=self._transition(reply),
-            clean=int(reply[5]) == int(reply[10]),
+            allowed=allowed == "1",
+            state=BreakerState(state),
+            generation=int(gen),
+            retry_after=max(0.0, float(retry_after)),
+            token=None if lease == "-" else lease,
+            failure_seq=int(fseq),
+            transition=transition,
+            clean=fseq == okseq,
         )
 
     def record(
         self, kind: str, generation: int, token: str | None, error: str, pending: PendingSuccesses
     ) -> Transition | None:
-        return self._transition(self._run("record", pending, [kind, generation, token or "", error]))
+        return self._parse(self._run("record", pending, [kind, generation, token or "", error]))[1]
 
     def command(self, op: str, reason: str) -> Transition:
-        tr = self._transition(self._run("command", PendingSuccesses(), [op, reason]))
+        tr = self._parse(self._run("command", PendingSuccesses(), [op, reason]))[1]
         assert tr is not None  # the command script always reports its transition
         return tr
 
     def stats(self) -> BreakerStats:
         reply = self._run("stats", PendingSuccesses(), [])
-        return parse_stats(self.name, _pairs(reply[9]))
+        return parse_stats(self.name, _pairs(reply[1]))
 
-    def _run(self, script: str, pending: PendingSuccesses, extra: list[Any]) -> list[Any]:
-        args = [*self._policy_args, *pending.args(), *extra]
-        result: list[Any] = self._scripts[script](keys=self.keys, args=args)
-        return result
+    def _run(self, script: str, pending: PendingSuccesses, extra: list[Any]) -> Any:
+        args = [*self._policy_args, *pending.encode(), *extra]
+        return self._scripts[script](keys=self.keys, args=args)
 
-    def _transition(self, reply: list[Any]) -> Transition | None:
-        if not reply[7]:
-            return None
-        stats = parse_stats(self.name, _pairs(reply[9]))
-        return Transition(
-            BreakerState(_text(reply[6])), BreakerState(_text(reply[7])), _text(reply[8]), stats
-        )
+    def _parse(self, reply: Any) -> tuple[list[str], Transition | None]:
+        """The head fields, and the transition if the script reported one (with a snapshot)."""
+        if isinstance(reply, bytes):
+            return reply.decode().split(" ", 9), None
+        head = _text(reply[0]).split(" ", 9)
+        stats = parse_stats(self.name, _pairs(reply[1]))
+        return head, Transition(BreakerState(head[7]), BreakerState(head[8]), head[9], stats)
 
 
 def _text(value: Any) -> str:

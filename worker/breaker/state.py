@@ -59,7 +59,7 @@ class Transition:
     stats: BreakerStats
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Admission:
     """The answer to "may I call?".
 
@@ -92,10 +92,20 @@ class PendingSuccesses:
     age_seconds: float = 0.0
     stale_count: int = 0
 
-    def args(self) -> list[float | int]:
-        return [self.generation, self.count, self.max_failure_seq, self.age_seconds, self.stale_count]
+    def encode(self) -> list[bytes]:
+        """The five script arguments (ARGV 11..15)."""
+        if self.count + self.stale_count == 0:
+            return NO_PENDING_ARGS
+        return [
+            b"%d" % self.generation,
+            b"%d" % self.count,
+            b"%d" % self.max_failure_seq,
+            b"%.6f" % self.age_seconds,
+            b"%d" % self.stale_count,
+        ]
 
 
+NO_PENDING_ARGS = [b"-1", b"0", b"0", b"0", b"0"]
 NO_PENDING = PendingSuccesses()
 
 

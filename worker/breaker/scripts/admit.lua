@@ -1,4 +1,4 @@
--- "May I call?" ARGV 16: unused. Applies pending successes, moves OPEN to HALF_OPEN once the open
+-- "May I call?" ARGV 16..: none. Applies pending successes, moves OPEN to HALF_OPEN once the open
 -- period is over, and hands out at most HALF_MAX probe permits (leases) fleet-wide.
 apply_pending()
 local st = state()

@@ -3,6 +3,6 @@ local target = {force_open = 'forced_open', force_close = 'forced_closed', reset
 local new = target[ARGV[16]]
 if new == nil then return redis.error_reply('unknown breaker command') end
 if ARGV[16] == 'reset' then
-  redis.call('HSET', S, 'fprobes', 0)
+  set('fprobes', 0)
 end
 return reply(1, 0, '', transition(new, ARGV[17]))

@@ -1,6 +1,8 @@
 -- Shared preamble, prepended to every breaker script (Redis has no includes).
 -- KEYS: 1 state hash, 2 window buckets hash, 3 half-open permits zset; all share one hash tag.
--- ARGV 1..10: the policy (BreakerPolicy.script_args); 11..15: pending successes; 16..: per script.
+-- ARGV 1..10: the policy (BreakerPolicy.script_args, encoded once by the client);
+-- 11..15: pending successes; 16..: per script. The reply is one string on the hot path, so the
+-- client parses little. (Splitting packed strings with gmatch cost more than separate arguments.)
 -- Time is the Redis server's TIME, so workers with skewed clocks agree.
 local unpack = unpack or table.unpack
 local S, W, P = KEYS[1], KEYS[2], KEYS[3]
@@ -20,9 +22,32 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 
 local function fmt(x) return string.format('%.6f', x) end
-local function geti(field) return tonumber(redis.call('HGET', S, field) or '0') end
-local function getf(field) return tonumber(redis.call('HGET', S, field) or '0') end
-local function state() return redis.call('HGET', S, 'state') or 'closed' end
+
+-- Every field a decision reads, fetched with one HMGET; writes go through set()/del() so the
+-- cache stays exact for the rest of the script.
+local FIELDS = {'state', 'gen', 'fseq', 'okseq', 'next_at', 'last_ok_at', 'fprobes'}
+local h = {}
+do
+  local values = redis.call('HMGET', S, unpack(FIELDS))
+  for i = 1, #FIELDS do h[FIELDS[i]] = values[i] end
+end
+local function geti(field) return tonumber(h[field] or '0') end
+local getf = geti
+local function state() return h.state or 'closed' end
+local function set(...)
+  local args = {...}
+  redis.call('HSET', S, unpack(args))
+  for i = 1, #args, 2 do h[args[i]] = tostring(args[i + 1]) end
+end
+local function del(...)
+  redis.call('HDEL', S, ...)
+  for _, field in ipairs({...}) do h[field] = false end
+end
+local function incr(field, by)
+  local n = redis.call('HINCRBY', S, field, by)
+  h[field] = tostring(n)
+  return n
+end
 
 -- Sum the buckets still inside the window and delete the rest, so memory stays bounded.
 local function window_read()
@@ -64,51 +89,48 @@ end
 -- Every transition bumps the generation: outcomes admitted under an older one are ignored.
 local function transition(new, reason)
   local old = state()
-  local gen = geti('gen') + 1
-  redis.call('HSET', S, 'state', new, 'gen', gen, 'cs', 0)
+  set('state', new, 'gen', geti('gen') + 1, 'cs', 0)
   redis.call('DEL', P)
   if new == 'open' then
     local probes = geti('fprobes')
     local dur = math.min(OPEN_S * MULT ^ probes, OPEN_MAX)
-    redis.call('HSET', S, 'opened_at', fmt(now), 'next_at', fmt(now + dur))
+    set('opened_at', fmt(now), 'next_at', fmt(now + dur))
   elseif new == 'forced_open' then
-    redis.call('HSET', S, 'opened_at', fmt(now))
-    redis.call('HDEL', S, 'next_at')
+    set('opened_at', fmt(now))
+    del('next_at')
   elseif new == 'closed' or new == 'forced_closed' then
-    redis.call('HSET', S, 'fseq', 0, 'okseq', 0, 'fprobes', 0)
-    redis.call('HDEL', S, 'opened_at', 'next_at')
+    set('fseq', 0, 'okseq', 0, 'fprobes', 0)
+    del('opened_at', 'next_at')
     redis.call('DEL', W)
   end
   return {old, new, reason}
 end
 
--- Successes this worker counted locally since its last round trip (ARGV 11..15: generation, count,
--- highest failure sequence seen at their admission, age in seconds, count from older generations).
--- They close the consecutive-failure run only up to that sequence: failures recorded after their
--- admission stay counted, and successes of another generation only reach the totals.
+-- Successes this worker counted locally since its last round trip (ARGV 11..15: generation,
+-- count, highest failure sequence seen at their admission, age in seconds, count from older
+-- generations). They close the consecutive-failure run only up to that sequence: failures
+-- recorded after their admission stay counted, and successes of another generation only reach
+-- the totals.
 local function apply_pending()
-  local gen, count = tonumber(ARGV[11]), tonumber(ARGV[12])
-  local stale = tonumber(ARGV[15])
+  local count, stale = tonumber(ARGV[12]), tonumber(ARGV[15])
   local total = count + stale
   if total == 0 then return end
   redis.call('HINCRBY', S, 'oks', total)
   redis.call('HINCRBY', S, 'calls', total)
   if count == 0 then return end
   local last_ok = now - tonumber(ARGV[14])
-  if last_ok > getf('last_ok_at') then redis.call('HSET', S, 'last_ok_at', fmt(last_ok)) end
-  if gen ~= geti('gen') or state() ~= 'closed' then return end
+  if last_ok > getf('last_ok_at') then set('last_ok_at', fmt(last_ok)) end
+  if tonumber(ARGV[11]) ~= geti('gen') or state() ~= 'closed' then return end
   local seq = tonumber(ARGV[13])
-  if seq > geti('okseq') then redis.call('HSET', S, 'okseq', seq) end
+  if seq > geti('okseq') then set('okseq', seq) end
   window_add(count, 0)
 end
 
+-- One string: allowed state gen retry_after token fseq okseq old new reason (reason last: it may
+-- hold spaces). A transition adds the stats snapshot: {head, snapshot}.
 local function reply(allowed, retry_after, token, tr)
-  local st = state()
-  local gen = geti('gen')
-  if tr == nil then
-    return {allowed, st, gen, fmt(retry_after), token, geti('fseq'), '', '', '', {}, geti('okseq')}
-  end
-  local snap = snapshot()
-  return {allowed, st, gen, fmt(retry_after), token, geti('fseq'), tr[1], tr[2], tr[3], snap,
-          geti('okseq')}
+  local head = table.concat({allowed, state(), geti('gen'), fmt(retry_after),
+    token == '' and '-' or token, geti('fseq'), geti('okseq')}, ' ')
+  if tr == nil then return head .. ' - - -' end
+  return {head .. ' ' .. tr[1] .. ' ' .. tr[2] .. ' ' .. tr[3], snapshot()}
 end

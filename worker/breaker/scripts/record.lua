@@ -14,14 +14,14 @@ if kind == 'fail' then
   redis.call('HSET', S, 'last_fail_at', fmt(now), 'last_fail_err', ARGV[19])
 else
   redis.call('HINCRBY', S, 'oks', 1)
-  redis.call('HSET', S, 'last_ok_at', fmt(now))
+  set('last_ok_at', fmt(now))
 end
 -- Fencing: an outcome admitted under another generation (a slow call that started before the
 -- breaker changed state) only reaches the totals.
 if gen ~= geti('gen') then return reply(1, 0, '', nil) end
 local st = state()
 if st == 'closed' and kind == 'fail' then
-  local cf = redis.call('HINCRBY', S, 'fseq', 1) - geti('okseq')
+  local cf = incr('fseq', 1) - geti('okseq')
   window_add(1, 1)
   local calls, fails = window_read()
   if cf >= THRESHOLD then
@@ -33,7 +33,7 @@ if st == 'closed' and kind == 'fail' then
 elseif st == 'half_open' and redis.call('ZREM', P, token) == 1 then
   -- Only a live lease counts: a reclaimed one belonged to a holder presumed dead.
   if kind == 'fail' then
-    redis.call('HINCRBY', S, 'fprobes', 1)
+    incr('fprobes', 1)
     return reply(1, 0, '', transition('open', 'probe_failed'))
   end
   if redis.call('HINCRBY', S, 'cs', 1) >= SUCCESS_T then
