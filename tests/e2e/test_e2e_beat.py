@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 import redis
 from celery import Celery
@@ -29,5 +32,12 @@ def test_two_beats_never_double_fire(stack: Stack, e2e_settings: Settings, clien
         assert sorted(sends) == [0, broker.llen("woocommerce")]
         messages = broker.lrange("woocommerce", 0, -1)
         assert all(b'"tasks.woocommerce.sync_products"' in m for m in messages)
+        # Only ``full`` travels: no credential ever sits in the broker.
+        bodies = [base64.b64decode(json.loads(m)["body"]) for m in messages]
+        assert {json.loads(b)[1]["full"] for b in bodies} == {False}
+        assert all(json.loads(b)[:2] == [[], {"full": False}] for b in bodies)
+        secrets = [s.encode() for s in e2e_settings.secret_values()]
+        assert secrets
+        assert not [m for m in messages + bodies for s in secrets if s in m]
     finally:
         broker.close()

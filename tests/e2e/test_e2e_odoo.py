@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
 from celery import Celery
-from e2e_harness import Stack, enqueue, expected_suppliers, mirrored_suppliers, runs, supplier_mismatches
+from e2e_harness import (
+    REPO_ROOT,
+    Stack,
+    enqueue,
+    expected_suppliers,
+    mirrored_suppliers,
+    runs,
+    supplier_mismatches,
+)
 from sqlalchemy import Engine
 
 from worker.sandbox.odoo import OdooSimulator
@@ -37,7 +47,19 @@ def test_full_then_incremental_then_noop(
     assert mirrored_suppliers(db)[created["id"]]["name"] == "New Supplier SA"
     assert mirrored_suppliers(db)[ids[1]]["active"] is False
 
-    noop = enqueue(client_app, ODOO, full=False).get(timeout=120)
+    # The Python entry point, as an operator's shell would use it: the module-level app, the env's config.
+    code = "from tasks.odoo import sync_suppliers; print(sync_suppliers.delay().get(timeout=120)['run_id'])"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    noop = client_app.AsyncResult(runs(db, ODOO)[-1]["task_id"]).get(timeout=10)
+    assert noop["run_id"] == int(done.stdout.strip())
     assert noop["status"] == "succeeded"
     assert (noop["counts"]["inserted"], noop["counts"]["updated"], noop["counts"]["marked_deleted"]) == (
         0,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -96,3 +99,18 @@ def test_check_rejects_countdowns_past_the_visibility_timeout(settings_factory: 
     assert problems == ["RETRY_AFTER_CAP_SECONDS (4000) must stay below the visibility timeout (3600)"]
     with pytest.raises(CeleryConfigError):
         create_app(settings)
+
+
+def test_importing_settings_does_not_build_the_app() -> None:
+    # A fresh interpreter: this test process has long since imported the app.
+    code = (
+        "import sys, worker.settings, worker.errors\n"
+        "assert 'worker.celery_app' not in sys.modules, 'app built'\n"
+        "assert 'celery' not in sys.modules, 'celery imported'\n"
+        "import worker\n"
+        "assert type(worker.app).__name__ == 'Celery'\n"
+        "assert 'worker.celery_app' in sys.modules\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ODOO_", "WOOCOMMERCE_"))}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
