@@ -1,0 +1,82 @@
+"""Per-process task dependencies: composed per source, cached, rebuilt after a reset."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from worker import deps
+from worker.sync import SyncDeps, SyncSource
+from worker.upstream import OdooClient, WooCommerceClient
+
+CONFIGURED = {
+    "woocommerce_url": "http://127.0.0.1:9",
+    "woocommerce_consumer_key": "ck_12345678",
+    "woocommerce_consumer_secret": "cs_12345678",
+    "odoo_url": "http://127.0.0.1:9",
+    "odoo_db": "db",
+    "odoo_username": "admin",
+    "odoo_api_key": "0123456789abcdef",
+}
+
+
+@pytest.fixture
+def configured(settings_factory: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    settings = settings_factory(**CONFIGURED)
+    monkeypatch.setattr(deps, "_load_settings", lambda: settings)
+    deps.reset()
+    yield
+    if deps.get_engine.cache_info().currsize:
+        deps.get_engine().dispose()
+    deps.reset()
+
+
+@pytest.mark.parametrize(
+    ("source", "client_type", "breaker"),
+    [
+        (SyncSource.WOOCOMMERCE_PRODUCTS, WooCommerceClient, "woocommerce"),
+        (SyncSource.ODOO_SUPPLIERS, OdooClient, "odoo"),
+    ],
+    ids=["woocommerce", "odoo"],
+)
+def test_each_source_gets_its_own_client_and_breaker(
+    configured: None, source: SyncSource, client_type: type, breaker: str
+) -> None:
+    built = deps.get_deps(source)
+    assert isinstance(built, SyncDeps)
+    assert isinstance(built.client, client_type)
+    assert built.breaker.name == breaker
+    assert built.event_log is deps.get_event_log()
+    assert built.redis is deps.get_redis()
+
+
+def test_built_once_per_process_until_reset(configured: None) -> None:
+    first = deps.get_deps(SyncSource.WOOCOMMERCE_PRODUCTS)
+    assert deps.get_deps(SyncSource.WOOCOMMERCE_PRODUCTS) is first
+    assert deps.get_deps(SyncSource.ODOO_SUPPLIERS).session_factory is first.session_factory
+    deps.reset()
+    assert deps.get_deps(SyncSource.WOOCOMMERCE_PRODUCTS) is not first
+
+
+def test_a_forked_child_starts_without_the_parents_connections() -> None:
+    # In a fresh interpreter: prefork children must never reuse the parent's sockets.
+    code = (
+        "import os, sys\n"
+        "from worker import deps\n"
+        "deps.get_redis(); deps.get_engine()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    sizes = (deps.get_redis.cache_info().currsize, deps.get_engine.cache_info().currsize)\n"
+        "    os._exit(0 if sizes == (0, 0) else 1)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "assert deps.get_redis.cache_info().currsize == 1, 'parent lost its client'\n"
+        "sys.exit(os.waitstatus_to_exitcode(status))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ODOO_", "WOOCOMMERCE_"))}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
