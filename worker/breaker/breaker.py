@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -77,6 +79,12 @@ class _SuccessBuffer:
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
+        self._reset()
+        # A forked child (Celery prefork) must not report its parent's successes a second time,
+        # nor inherit a lock some other thread held at the fork.
+        os.register_at_fork(after_in_child=functools.partial(_reset_in_child, weakref.ref(self)))
+
+    def _reset(self) -> None:
         self._lock = threading.Lock()
         self._generation = -1
         self._count = self._max_seq = self._stale = 0
@@ -109,6 +117,12 @@ class _SuccessBuffer:
             )
             self._count = self._max_seq = self._stale = 0
             return pending
+
+
+def _reset_in_child(ref: weakref.ref[_SuccessBuffer]) -> None:
+    buffer = ref()
+    if buffer is not None:
+        buffer._reset()
 
 
 class CircuitBreaker:

@@ -195,3 +195,18 @@ def test_success_after_failures_is_reported_at_once(server: fakeredis.FakeServer
         b.call(boom)
     assert b.state() == BreakerState.CLOSED
     assert b.stats().consecutive_failures == 1
+
+
+def test_forked_child_does_not_resend_parent_successes(
+    server: fakeredis.FakeServer, clock: FakeClock
+) -> None:
+    import os
+
+    b = worker(server, clock)
+    b.call(lambda: None)  # buffered in the parent
+    pid = os.fork()
+    if pid == 0:  # the child's buffer starts empty
+        os._exit(0 if b._buffer.take().count == 0 else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert b._buffer.take().count == 1  # the parent still owns its success
