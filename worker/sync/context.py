@@ -80,10 +80,18 @@ class RunContext:
             payload={"id": record_id, "reason": reason[:REASON_MAX], "run_id": self.run_id},
         )
 
-    def write(self, rows: Sequence[dict[str, Any]], *, checkpoint: dict[str, Any] | None = None) -> None:
-        """Upsert normalised rows, and the checkpoint if given, in one transaction; then renew the lock."""
+    def write(
+        self,
+        rows: Sequence[dict[str, Any]],
+        *,
+        checkpoint: dict[str, Any] | None = None,
+        also: Callable[[Connection], None] | None = None,
+    ) -> None:
+        """Upsert rows, run ``also`` and save the checkpoint in one transaction; then renew the lock."""
         with transaction(self.session_factory) as conn:
             written = upsert_page(conn, self.spec, rows, self.clock())
+            if also is not None:
+                also(conn)
             if checkpoint is not None:
                 save_checkpoint(
                     conn, self.spec.source, full=self.full, checkpoint=checkpoint, now=self.clock()

@@ -153,7 +153,7 @@ def _pass(ctx: RunContext, deps: SyncDeps) -> dt.datetime | None:
     if ctx.spec.source is SyncSource.ODOO_SUPPLIERS:
         return run_odoo(ctx, deps.client, bookmark)
     overlap = dt.timedelta(seconds=deps.settings.sync_overlap_seconds)
-    return run_woocommerce(ctx, deps.client, bookmark, overlap)
+    return run_woocommerce(ctx, deps.client, bookmark, overlap, deps.settings.woocommerce_page_concurrency)
 
 
 def _execute(ctx: RunContext, deps: SyncDeps) -> RunResult:

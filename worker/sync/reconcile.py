@@ -30,7 +30,7 @@ def _seen_table() -> Table:
 def _insert_ignoring_duplicates(conn: Connection, seen: Table, ids: Sequence[int]) -> None:
     # A listing that shifts while it is paged can repeat an id on two pages.
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(seen).values([{"id": int(i)} for i in ids]).on_conflict_do_nothing())
+    conn.execute(dialect.insert(seen).on_conflict_do_nothing(), [{"id": int(i)} for i in ids])
 
 
 def mark_missing(

@@ -8,6 +8,7 @@ no-op run writes zero rows. ``first_synced_at`` is only ever set by the insert.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,16 +70,29 @@ def _changed(table: Table, excluded: Any) -> Any:
     return or_(table.c.content_hash != excluded.content_hash, table.c.deleted_at.is_not(None))
 
 
-def _upsert_postgresql(conn: Connection, spec: SourceSpec, rows: list[dict[str, Any]]) -> tuple[int, int]:
+@functools.cache
+def _statement(dialect: str, spec: SourceSpec) -> Any:
+    """The page upsert, built once per dialect and source.
+
+    Executed with the page's rows as parameters, SQLAlchemy's "insertmanyvalues" sends it as one
+    multi-row ``INSERT ... VALUES (...), (...) ON CONFLICT ... RETURNING`` per page, from a compiled
+    form that is cached (a ``.values(rows)`` statement is recompiled for every page).
+    """
     table = spec.table
-    stmt = postgresql.insert(table).values(rows)
-    stmt = stmt.on_conflict_do_update(
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    stmt = insert.on_conflict_do_update(
         index_elements=[table.c[spec.key]],
-        set_=_set_clause(table, stmt.excluded),
-        where=_changed(table, stmt.excluded),
+        set_=_set_clause(table, insert.excluded),
+        where=_changed(table, insert.excluded),
     )
-    # xmax is 0 for a freshly inserted tuple and the locking transaction's id for an updated one.
-    returned = conn.execute(stmt.returning(table.c[spec.key], literal_column("(xmax = 0)"))).all()
+    if dialect == "postgresql":
+        # xmax is 0 for a freshly inserted tuple and the locking transaction's id for an updated one.
+        return stmt.returning(table.c[spec.key], literal_column("(xmax = 0)"))
+    return stmt.returning(table.c[spec.key])
+
+
+def _upsert_postgresql(conn: Connection, spec: SourceSpec, rows: list[dict[str, Any]]) -> tuple[int, int]:
+    returned = conn.execute(_statement("postgresql", spec), rows).all()
     inserted = sum(1 for _, fresh in returned if fresh)
     return inserted, len(returned) - inserted
 
@@ -89,12 +103,6 @@ def _upsert_sqlite(conn: Connection, spec: SourceSpec, rows: list[dict[str, Any]
     table = spec.table
     keys = [row[spec.key] for row in rows]
     existing = set(conn.execute(select(table.c[spec.key]).where(table.c[spec.key].in_(keys))).scalars())
-    stmt = sqlite.insert(table).values(rows)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c[spec.key]],
-        set_=_set_clause(table, stmt.excluded),
-        where=_changed(table, stmt.excluded),
-    )
-    returned = conn.execute(stmt.returning(table.c[spec.key])).scalars().all()
+    returned = conn.execute(_statement("sqlite", spec), rows).scalars().all()
     inserted = sum(1 for key in returned if key not in existing)
     return inserted, len(returned) - inserted

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import Connection
 
 from worker.errors import FatalUpstreamError
 from worker.sync.context import RunContext, transaction
 from worker.sync.normalize_woo import normalize_product, normalize_variation
-from worker.sync.protocols import WooClientLike
+from worker.sync.protocols import WooClientLike, WooPageLike
 from worker.sync.reconcile import mark_missing, mark_missing_variations, mark_orphaned_variations
 from worker.sync.state import Bookmark
 
@@ -54,7 +58,7 @@ def new_checkpoint(ctx: RunContext, watermark: dt.datetime | None, overlap: dt.t
 
 
 def run_woocommerce(
-    ctx: RunContext, client: WooClientLike, bookmark: Bookmark, overlap: dt.timedelta
+    ctx: RunContext, client: WooClientLike, bookmark: Bookmark, overlap: dt.timedelta, concurrency: int = 4
 ) -> dt.datetime | None:
     """Run (or resume) the pass; returns the watermark a completed pass earns."""
     cp = (
@@ -62,56 +66,116 @@ def run_woocommerce(
     )
     phases = FULL_PHASES if ctx.full else INCREMENTAL_PHASES
     start = phases.index(cp["phase"]) if cp["phase"] in phases else 0
-    for phase in phases[start:]:
-        resume_after = int(cp["page"]) if phase == cp["phase"] else 0
-        cp = {**cp, "phase": phase, "page": resume_after}
-        if phase == "reconcile":
-            ctx.checkpoint(cp)
-            reconcile_products(ctx, client)
-        else:
-            sync_listing(ctx, client, cp)
+    with ThreadPoolExecutor(concurrency, thread_name_prefix="woo-variations") as pool:
+        for phase in phases[start:]:
+            resume_after = int(cp["page"]) if phase == cp["phase"] else 0
+            cp = {**cp, "phase": phase, "page": resume_after}
+            if phase == "reconcile":
+                ctx.checkpoint(cp)
+                reconcile_products(ctx, client)
+            else:
+                sync_listing(ctx, client, cp, pool)
     return parse_iso(cp["pass_started_at"])
 
 
-def sync_listing(ctx: RunContext, client: WooClientLike, cp: dict[str, Any]) -> None:
-    """One listing (``status=any`` or ``trash``), page by page from the page after the checkpoint."""
+def sync_listing(ctx: RunContext, client: WooClientLike, cp: dict[str, Any], pool: Executor) -> None:
+    """One listing (``status=any`` or ``trash``), page by page from the page after the checkpoint.
+
+    A page is stored with the variations of its variable products and its checkpoint in one
+    transaction. The variations of the next page are already being fetched while this one is
+    written, so the database and upstream work at the same time; memory stays at two pages.
+    """
     pages = client.iter_product_pages(
         modified_after=parse_iso(cp["modified_after"]),
         modified_before=parse_iso(cp["modified_before"]),
         status=LISTING_STATUS[cp["phase"]],
         start_page=int(cp["page"]) + 1,
     )
-    for page in pages:
-        rows = ctx.normalize_page(page.records, normalize_product)
-        variable = [int(r["woo_id"]) for r in rows if r["type"] == "variable"]
-        page_cp = {**cp, "page": page.page}
-        if not variable:
-            ctx.write(rows, checkpoint=page_cp)
-            ctx.poll_stop()
-            continue
-        ctx.write(rows)
-        for parent_id in variable:
-            sync_variations(ctx, client, parent_id)
-        ctx.checkpoint(page_cp)
+    for page, rows, pending in _with_variations_ahead(ctx, client, pages, pool):
+        listings = [future.result() for future in pending]
+        for listing in listings:
+            normalize = functools.partial(normalize_variation, parent_id=listing.parent_id)
+            rows += ctx.normalize_page(listing.records, normalize)
+        ctx.write(rows, checkpoint={**cp, "page": page.page}, also=_variation_reconciler(ctx, listings))
+        ctx.poll_stop()
 
 
-def sync_variations(ctx: RunContext, client: WooClientLike, parent_id: int) -> None:
-    """Re-read every variation of one product; a full run also marks the ones that are gone."""
-    seen: list[int] = []
-    normalize = functools.partial(normalize_variation, parent_id=parent_id)
+PageWork = tuple[WooPageLike, list[dict[str, Any]], list["Future[Variations]"]]
+
+
+def _with_variations_ahead(
+    ctx: RunContext, client: WooClientLike, pages: Iterable[WooPageLike], pool: Executor
+) -> Iterator[PageWork]:
+    """Yield each page (normalised) once the next page's variation fetches have been started."""
+    previous: PageWork | None = None
+    listing = iter(pages)
+    try:
+        while True:
+            try:
+                page = next(listing, None)
+            except Exception:
+                # The next page failed (breaker open, retries spent): store the page already in hand
+                # first, so the checkpoint keeps all the progress that was made.
+                if previous is not None:
+                    done, previous = previous, None
+                    yield done
+                raise
+            if page is None:
+                break
+            rows = ctx.normalize_page(page.records, normalize_product)
+            parents = [int(r["woo_id"]) for r in rows if r["type"] == "variable"]
+            current = (page, rows, [pool.submit(read_variations, client, pid) for pid in parents])
+            if previous is not None:
+                yield previous
+            previous = current
+        if previous is not None:
+            done, previous = previous, None
+            yield done
+    finally:
+        # Stopped early (stop requested, an error): fetches nobody will read are cancelled.
+        unread: list[Future[Variations]] = previous[2] if previous is not None else []
+        for future in unread:
+            future.cancel()
+
+
+@dataclass(frozen=True)
+class Variations:
+    """Every variation of one product, or ``found=False`` when the product vanished meanwhile."""
+
+    parent_id: int
+    records: list[dict[str, Any]]
+    found: bool = True
+
+
+def read_variations(client: WooClientLike, parent_id: int) -> Variations:
+    records: list[dict[str, Any]] = []
     try:
         for page in client.iter_variation_pages(parent_id):
-            # Invalid variations still exist upstream: count them as seen so they are not marked deleted.
-            seen += [r["id"] for r in page.records if isinstance(r.get("id"), int)]
-            ctx.write(ctx.normalize_page(page.records, normalize))
+            records += page.records
     except FatalUpstreamError as exc:
         if exc.status_code != NOT_FOUND:
             raise
-        # The product was deleted after it was listed; the reconciliation takes care of it.
-        return
-    if ctx.full and seen:
-        with transaction(ctx.session_factory) as conn:
-            ctx.counts.marked_deleted += mark_missing_variations(conn, ctx.spec, parent_id, seen, ctx.clock())
+        # Deleted after it was listed; the reconciliation takes care of it.
+        return Variations(parent_id, [], found=False)
+    return Variations(parent_id, records)
+
+
+def _variation_reconciler(ctx: RunContext, listings: list[Variations]) -> Callable[[Connection], None] | None:
+    """On full runs, mark each parent's local variations missing from its complete listing."""
+    if not ctx.full:
+        return None
+
+    def reconcile(conn: Connection) -> None:
+        for listing in listings:
+            # Invalid variations still exist upstream: their ids count as seen.
+            seen = [r["id"] for r in listing.records if isinstance(r.get("id"), int)]
+            if listing.found and seen:
+                now = ctx.clock()
+                ctx.counts.marked_deleted += mark_missing_variations(
+                    conn, ctx.spec, listing.parent_id, seen, now
+                )
+
+    return reconcile
 
 
 class _Counted:
