@@ -68,14 +68,14 @@ def test_full_then_incremental_then_noop(
 def test_overlapping_requests_run_once(
     stack: Stack, woo: WooCommerceSimulator, db: Engine, client_app: Celery
 ) -> None:
-    stack.worker(concurrency=4)
-    woo.faults.set(latency_ms=60)  # long enough that the others arrive while the first runs
+    # A free process for every request, so each one starts while the first is still running.
+    stack.worker(concurrency=5)
+    woo.faults.set(latency_ms=150)  # a run of several seconds
     first = enqueue(client_app, WOO, full=True)
     wait_running(db)
     others = [enqueue(client_app, WOO, full=True) for _ in range(4)]
-    results = [r.get(timeout=120) for r in [first, *others]]
-    statuses = sorted(r["status"] for r in results)
-    assert statuses == ["skipped_already_running"] * 4 + ["succeeded"]
+    assert [r.get(timeout=120)["status"] for r in others] == ["skipped_already_running"] * 4
+    assert first.get(timeout=120)["status"] == "succeeded"
     recorded = sorted(r["status"] for r in runs(db, WOO))
     assert recorded == ["skipped_already_running"] * 4 + ["succeeded"]
     assert len(events(db, "sync.skipped_already_running")) == 4
