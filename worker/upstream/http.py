@@ -68,9 +68,9 @@ def build_session(settings: Settings) -> requests.Session:
     # http->https hop silently turns into a 401; the limit keeps a redirect loop short, and the
     # operator should configure the canonical URL.
     session.max_redirects = settings.http_max_redirects
-    # One pooled connection per concurrent page fetch (requests keeps only 10 by default), and no
-    # urllib3 retries: tenacity is the only retry layer, so attempts never multiply.
-    size = max(10, settings.woocommerce_page_concurrency + 2)
+    # Room for a page pool and the sync layer's variation pool at once (requests keeps only 10
+    # connections by default), and no urllib3 retries: tenacity is the only retry layer.
+    size = max(10, 2 * settings.woocommerce_page_concurrency + 2)
     adapter = HTTPAdapter(pool_connections=2, pool_maxsize=size, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)

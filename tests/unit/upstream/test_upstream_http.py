@@ -159,5 +159,5 @@ def test_exception_messages_and_summaries_never_carry_query_keys(transport: Http
 def test_pool_fits_the_page_concurrency_and_urllib3_never_retries(settings_factory: Any) -> None:
     session = build_session(settings_factory(woocommerce_page_concurrency=24))
     adapter = session.get_adapter("https://shop.test/")
-    assert adapter._pool_maxsize == 26  # type: ignore[attr-defined]
+    assert adapter._pool_maxsize == 50  # type: ignore[attr-defined]
     assert adapter.max_retries.total == 0  # type: ignore[attr-defined]
