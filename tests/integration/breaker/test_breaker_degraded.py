@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from breaker_fleet import RecordingEventLog
+from breaker_tcp_proxy import TcpProxy
 
-from tests.integration.breaker.tcp_proxy import TcpProxy
-from tests.unit.breaker.conftest import RecordingEventLog
 from worker.breaker import breaker_redis, build_breaker
 from worker.breaker.redis_store import RedisBreakerStore
 from worker.breaker.state import BreakerState

@@ -13,10 +13,10 @@ import signal
 import time
 from typing import Any
 
+import breaker_fleet as fleet
 import pytest
 import redis
 
-from tests.integration.breaker import fleet
 from worker.breaker.state import BreakerState
 from worker.errors import CircuitOpenError
 

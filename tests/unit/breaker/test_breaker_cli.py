@@ -7,9 +7,9 @@ import json
 import fakeredis
 import pytest
 import redis
+from breaker_helpers import RecordingEventLog
 from click.testing import CliRunner
 
-from tests.unit.breaker.conftest import RecordingEventLog
 from worker.cli import breakers as cli
 from worker.cli.output import CliState
 from worker.settings import load_settings

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import fakeredis
 import pytest
+from breaker_helpers import RecordingEventLog
 
-from tests.unit.breaker.conftest import RecordingEventLog
 from worker.breaker import breaker_redis, build_breaker, list_breakers
 from worker.breaker.state import BreakerState
 from worker.errors import RetriableUpstreamError

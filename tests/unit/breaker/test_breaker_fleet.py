@@ -7,8 +7,8 @@ from typing import Any
 import fakeredis
 import pytest
 import redis
+from breaker_helpers import FakeClock, RecordingEventLog, RecordingListener
 
-from tests.unit.breaker.conftest import FakeClock, RecordingEventLog, RecordingListener
 from worker.breaker import BreakerPolicy, CircuitBreaker, EventLogListener
 from worker.breaker.state import BreakerState
 from worker.errors import CircuitOpenError, RetriableUpstreamError

@@ -12,12 +12,12 @@ from types import SimpleNamespace
 
 import fakeredis
 import pytest
+from breaker_helpers import FakeClock
 from fakeredis.commands_mixins import server_mixin
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from tests.unit.breaker.conftest import FakeClock
 from worker.breaker import BreakerPolicy, CircuitBreaker
 from worker.errors import CircuitOpenError, FatalUpstreamError, RetriableUpstreamError
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from breaker_helpers import BreakerMaker, FakeClock, RecordingListener
 
-from tests.unit.breaker.conftest import BreakerMaker, FakeClock, RecordingListener
 from worker.breaker import CircuitBreaker
 from worker.breaker.state import BreakerState
 from worker.errors import (

@@ -29,6 +29,16 @@ class QueueListener:
         self.queue.put(("store", "degraded" if degraded else "recovered", detail))
 
 
+class RecordingEventLog:
+    """An in-memory stand-in for worker.eventlog.EventLog."""
+
+    def __init__(self) -> None:
+        self.types: list[str] = []
+
+    def record(self, event_type: str, **_: Any) -> None:
+        self.types.append(event_type)
+
+
 def make(prefix: str, policy: dict[str, Any], events: Any = None) -> CircuitBreaker:
     return CircuitBreaker(
         "fleet",
