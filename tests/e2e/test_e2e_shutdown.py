@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -29,6 +30,13 @@ pytestmark = pytest.mark.e2e
 WOO = "woocommerce-products"
 # Slow enough that a full run spans many seconds of pages, so the signal lands mid-run.
 PAGE_LATENCY_MS = 150
+
+
+@pytest.fixture
+def woo() -> Iterator[WooCommerceSimulator]:
+    """A catalog of many pages, so a signal after the first committed page leaves most of it to do."""
+    with WooCommerceSimulator(seed=11, size=800) as sim:
+        yield sim
 
 
 def wait_mid_run(db: Engine) -> None:
@@ -85,9 +93,9 @@ def test_sigterm_hands_the_rest_back_and_the_next_worker_resumes(
 def test_sigkill_redelivers_after_the_visibility_timeout_and_resumes(
     stack: Stack, woo: WooCommerceSimulator, db: Engine, client_app: Celery
 ) -> None:
-    # A shorter visibility timeout (sweep every 3 s) keeps the wait for the redelivery short.
-    stack.env |= {"CELERY_VISIBILITY_TIMEOUT": "12", "CELERY_TASK_TIME_LIMIT": "11"}
-    stack.env |= {"CELERY_TASK_SOFT_TIME_LIMIT": "10", "SYNC_LOCK_TTL_SECONDS": "5"}
+    # A shorter visibility timeout (sweep every 4 s) keeps the wait for the redelivery short.
+    stack.env |= {"CELERY_VISIBILITY_TIMEOUT": "16", "CELERY_TASK_TIME_LIMIT": "15"}
+    stack.env |= {"CELERY_TASK_SOFT_TIME_LIMIT": "14", "SYNC_LOCK_TTL_SECONDS": "5"}
     stack.env |= {f"{u}_BREAKER__OPEN_MAX_SECONDS": "10" for u in ("ODOO", "WOOCOMMERCE")}
     first = stack.worker()
     woo.faults.set(latency_ms=PAGE_LATENCY_MS)
@@ -104,7 +112,7 @@ def test_sigkill_redelivers_after_the_visibility_timeout_and_resumes(
 
     woo.faults.clear()
     stack.worker()
-    # Back after the visibility timeout plus one restore sweep (about 15 s with these settings).
+    # Back after the visibility timeout plus one restore sweep (about 20 s with these settings).
     summary = result.get(timeout=150)
     assert summary["status"] == "succeeded"
     statuses = [r["status"] for r in runs(db, WOO)]
