@@ -32,10 +32,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -43,6 +40,7 @@ from typing import ParamSpec, TypeVar
 
 import redis
 
+from worker.breaker.buffer import SuccessBuffer
 from worker.breaker.listeners import BreakerListener, operator_reason
 from worker.breaker.memory_store import MemoryBreakerStore
 from worker.breaker.policy import BreakerPolicy, is_slow
@@ -71,60 +69,6 @@ def error_label(exc: BaseException) -> str:
     return f"{type(exc).__name__}:{status}" if isinstance(status, int) else type(exc).__name__
 
 
-class _SuccessBuffer:
-    """Successes in CLOSED counted locally until this process's next round trip.
-
-    Plain fields rather than a frozen dataclass: this runs on every healthy call.
-    """
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._reset()
-        # A forked child (Celery prefork) must not report its parent's successes a second time,
-        # nor inherit a lock some other thread held at the fork.
-        os.register_at_fork(after_in_child=functools.partial(_reset_in_child, weakref.ref(self)))
-
-    def _reset(self) -> None:
-        self._lock = threading.Lock()
-        self._generation = -1
-        self._count = self._max_seq = self._stale = 0
-        self._since = 0.0
-
-    def add(self, admission: Admission) -> None:
-        with self._lock:
-            if admission.generation < self._generation:
-                self._stale += 1
-            elif admission.generation > self._generation:
-                self._stale += self._count
-                self._generation, self._count = admission.generation, 1
-                self._max_seq = admission.failure_seq
-            else:
-                self._count += 1
-                self._max_seq = max(self._max_seq, admission.failure_seq)
-            self._since = self._clock()
-
-    def take(self) -> PendingSuccesses:
-        """Hand the buffer to a script call; the age lets Redis date the last success itself."""
-        with self._lock:
-            if self._count + self._stale == 0:
-                return NO_PENDING
-            pending = PendingSuccesses(
-                self._generation,
-                self._count,
-                self._max_seq,
-                max(0.0, self._clock() - self._since),
-                self._stale,
-            )
-            self._count = self._max_seq = self._stale = 0
-            return pending
-
-
-def _reset_in_child(ref: weakref.ref[_SuccessBuffer]) -> None:
-    buffer = ref()
-    if buffer is not None:
-        buffer._reset()
-
-
 class CircuitBreaker:
     """A fleet-wide breaker: ``call``, ``guard()`` or use it as a decorator."""
 
@@ -150,7 +94,7 @@ class CircuitBreaker:
             if redis_client is not None
             else None
         )
-        self._buffer = _SuccessBuffer(clock)
+        self._buffer = SuccessBuffer(clock)
         self._degraded_until: float | None = None
 
     # -- guarding ----------------------------------------------------------------------------------
