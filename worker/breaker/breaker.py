@@ -70,7 +70,11 @@ def error_label(exc: BaseException) -> str:
 
 
 class CircuitBreaker:
-    """A fleet-wide breaker: ``call``, ``guard()`` or use it as a decorator."""
+    """A fleet-wide breaker: ``call``, ``guard()`` or use it as a decorator.
+
+    ``clock`` (epoch seconds) drives the in-process fallback, call durations and the Redis retry
+    interval; the shared state only ever uses Redis ``TIME``.
+    """
 
     def __init__(
         self,
@@ -79,7 +83,7 @@ class CircuitBreaker:
         policy: BreakerPolicy,
         *,
         listener: BreakerListener | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
         key_prefix: str | None = None,
         retry_interval: float = 5.0,
     ) -> None:
