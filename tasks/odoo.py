@@ -23,4 +23,4 @@ from worker.sync import SyncSource
 )
 def sync_suppliers(self: Task[Any, Any], full: bool = False) -> dict[str, Any]:
     """Mirror Odoo suppliers; ``full=True`` reconciles the whole set."""
-    return execute(SyncSource.ODOO_SUPPLIERS, full=full, task_id=self.request.id)
+    return execute(self, SyncSource.ODOO_SUPPLIERS, full=full)

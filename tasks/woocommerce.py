@@ -23,4 +23,4 @@ from worker.sync import SyncSource
 )
 def sync_products(self: Task[Any, Any], full: bool = False) -> dict[str, Any]:
     """Mirror WooCommerce products and variations; ``full=True`` reconciles the whole catalog."""
-    return execute(SyncSource.WOOCOMMERCE_PRODUCTS, full=full, task_id=self.request.id)
+    return execute(self, SyncSource.WOOCOMMERCE_PRODUCTS, full=full)

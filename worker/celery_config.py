@@ -121,6 +121,8 @@ def config_problems(conf: Any, settings: Settings) -> list[str]:
         "RETRY_AFTER_CAP_SECONDS": settings.retry_after_cap_seconds,
         "ODOO_BREAKER__OPEN_MAX_SECONDS": settings.odoo_breaker.open_max_seconds,
         "WOOCOMMERCE_BREAKER__OPEN_MAX_SECONDS": settings.woocommerce_breaker.open_max_seconds,
+        # A redelivered run that meets its dead predecessor's lock retries after the lock's TTL.
+        "SYNC_LOCK_TTL_SECONDS": settings.sync_lock_ttl_seconds + 1,
     }
     problems += [
         f"{name} ({value:g}) must stay below the visibility timeout ({vt})"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 
 import pytest
 import redis
@@ -37,9 +38,13 @@ def crash(proc: CeleryProcess) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
+def started_runs(db: Engine) -> list[dict[str, object]]:
+    return [r for r in runs(db, WOO) if r["status"] != "skipped_already_running"]
+
+
 def wait_for_runs(db: Engine, count: int) -> None:
     wait_until(
-        lambda: len(rows := runs(db, WOO)) == count and rows[-1]["status"] == "running",
+        lambda: len(rows := started_runs(db)) == count and rows[-1]["status"] == "running",
         timeout=90,
         what=f"run number {count} to start",
     )
@@ -70,7 +75,27 @@ def test_escalation_restores_the_message_when_a_page_hangs(
     woo.faults.clear()
     stack.worker()
     assert result.get(timeout=120)["status"] == "succeeded"
+    # A cold shutdown still runs the task's ``finally``: the lock was released, the next run starts at once.
     assert [r["status"] for r in runs(db, WOO)] == ["interrupted", "succeeded"]
+    assert product_mismatches(expected_products(woo.catalog), mirrored_products(db)) == []
+
+
+def test_a_killed_pool_child_is_requeued_at_once_and_waits_out_its_own_lock(
+    stack: Stack, woo: WooCommerceSimulator, db: Engine, client_app: Celery
+) -> None:
+    # The OOM killer's way: only the pool process dies. task_reject_on_worker_lost requeues the message
+    # at once, long before the dead run's lock expires; skipping it would drop the rest of that run.
+    worker = stack.worker()
+    woo.faults.set(latency_ms=150)
+    result = enqueue(client_app, WOO, full=True)
+    wait_until(lambda: started_runs(db) and mirrored_products(db), timeout=60, what="a committed page")
+    (child,) = subprocess.check_output(["ps", "-o", "pid=", "--ppid", str(worker.pid)], text=True).split()
+    os.kill(int(child), signal.SIGKILL)
+
+    woo.faults.clear()
+    assert result.get(timeout=120)["status"] == "succeeded"
+    assert [r["status"] for r in runs(db, WOO)] == ["interrupted", "skipped_already_running", "succeeded"]
+    assert {r["task_id"] for r in runs(db, WOO)} == {result.id}
     assert product_mismatches(expected_products(woo.catalog), mirrored_products(db)) == []
 
 
@@ -87,6 +112,8 @@ def test_a_message_that_always_kills_its_worker_is_dropped_after_the_cap(
         "ODOO_BREAKER__OPEN_SECONDS": "3",
         "ODOO_BREAKER__OPEN_MAX_SECONDS": "5",
         "SYNC_MAX_REDELIVERIES": "1",
+        # The dead run's lock is gone before each redelivery arrives.
+        "SYNC_LOCK_TTL_SECONDS": "2",
     }
     woo.faults.set(kind="hang", hang_seconds=30)
     result = enqueue(client_app, WOO, full=True)
@@ -98,7 +125,7 @@ def test_a_message_that_always_kills_its_worker_is_dropped_after_the_cap(
     stack.worker()
     summary = result.get(timeout=90)
     assert summary["status"] == "redelivery_limit"
-    assert len(runs(db, WOO)) == 2  # the third delivery never started a run
+    assert len(started_runs(db)) == 2  # the third delivery never started a run
     (event,) = events(db, "sync.redelivery_limit")
     assert event["correlation_id"] == result.id
     assert event["payload"]["deliveries"] == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import fakeredis
@@ -23,6 +24,26 @@ class RecordingEventLog:
 
     def record(self, event_type: str, **kwargs: Any) -> None:
         self.events.append((event_type, kwargs))
+
+
+class FakeRetry(Exception):
+    pass
+
+
+class FakeTask:
+    """What ``execute`` uses of a bound task: the request's id and ``retry``."""
+
+    def __init__(self, task_id: str | None) -> None:
+        self.request = SimpleNamespace(id=task_id)
+        self.retries: list[dict[str, Any]] = []
+
+    def retry(self, **kwargs: Any) -> FakeRetry:
+        self.retries.append(kwargs)
+        return FakeRetry()
+
+
+def run(source: SyncSource, task_id: str | None, *, full: bool = False) -> dict[str, Any]:
+    return execute(FakeTask(task_id), source, full=full)  # type: ignore[arg-type]
 
 
 class FakeEngine:
@@ -64,7 +85,7 @@ def test_success_returns_a_small_summary_and_forgets_the_message(
     env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = use_engine(monkeypatch, RunResult(7, RunStatus.SUCCEEDED, Counts(fetched=3, inserted=3)))
-    summary = execute(SyncSource.WOOCOMMERCE_PRODUCTS, full=True, task_id="t-1")
+    summary = run(SyncSource.WOOCOMMERCE_PRODUCTS, "t-1", full=True)
     assert summary == {
         "source": "woocommerce-products",
         "full": True,
@@ -87,7 +108,7 @@ def test_warm_shutdown_hands_the_message_back_without_counting_a_crash(
     use_engine(monkeypatch, *[RunResult(1, RunStatus.INTERRUPTED, resumable=True)] * 5)
     for _ in range(5):
         with pytest.raises(Reject) as info:
-            execute(SyncSource.ODOO_SUPPLIERS, full=False, task_id="t-2")
+            run(SyncSource.ODOO_SUPPLIERS, "t-2", full=False)
         assert info.value.requeue is True
     assert deliveries(env, "t-2") == 0
     assert env["events"].events == []
@@ -98,7 +119,7 @@ def test_an_interruption_that_cannot_resume_is_acked(
 ) -> None:
     # The breaker opened mid-run: the checkpoint stands and the next scheduled run resumes it.
     use_engine(monkeypatch, RunResult(3, RunStatus.INTERRUPTED, retry_after=12.5, resumable=False))
-    summary = execute(SyncSource.ODOO_SUPPLIERS, full=False, task_id="t-3")
+    summary = run(SyncSource.ODOO_SUPPLIERS, "t-3", full=False)
     assert (summary["status"], summary["retry_after"]) == ("interrupted", 12.5)
 
 
@@ -106,7 +127,7 @@ def test_breaker_open_skip_is_returned_not_retried(
     env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = use_engine(monkeypatch, RunResult(4, RunStatus.SKIPPED_BREAKER_OPEN, retry_after=30.0))
-    summary = execute(SyncSource.WOOCOMMERCE_PRODUCTS, full=False, task_id="t-4")
+    summary = run(SyncSource.WOOCOMMERCE_PRODUCTS, "t-4", full=False)
     assert summary["status"] == "skipped_breaker_open"
     assert len(engine.calls) == 1
 
@@ -117,7 +138,7 @@ def test_crash_redeliveries_are_capped(env: dict[str, Any], monkeypatch: pytest.
     # Three deliveries started and never finished: the first plus the two allowed redeliveries.
     for _ in range(3):
         guard.begin("t-5")
-    summary = execute(SyncSource.WOOCOMMERCE_PRODUCTS, full=False, task_id="t-5")
+    summary = run(SyncSource.WOOCOMMERCE_PRODUCTS, "t-5", full=False)
     assert summary["status"] == "redelivery_limit"
     assert engine.calls == []
     ((event_type, kwargs),) = env["events"].events
@@ -132,8 +153,31 @@ def test_last_allowed_redelivery_still_runs(env: dict[str, Any], monkeypatch: py
     guard = tasks._guard()
     for _ in range(2):
         guard.begin("t-6")
-    assert execute(SyncSource.WOOCOMMERCE_PRODUCTS, full=False, task_id="t-6")["status"] == "succeeded"
+    assert run(SyncSource.WOOCOMMERCE_PRODUCTS, "t-6", full=False)["status"] == "succeeded"
     assert len(engine.calls) == 1
+
+
+def test_a_redelivery_that_meets_its_dead_runs_lock_retries_after_the_ttl(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_engine(monkeypatch, RunResult(5, RunStatus.SKIPPED_ALREADY_RUNNING))
+    tasks._guard().begin("t-7")  # the first delivery crashed
+    task = FakeTask("t-7")
+    with pytest.raises(FakeRetry):
+        execute(task, SyncSource.WOOCOMMERCE_PRODUCTS, full=True)  # type: ignore[arg-type]
+    assert task.retries == [{"countdown": env["settings"].sync_lock_ttl_seconds + 1, "max_retries": None}]
+    assert deliveries(env, "t-7") == 1  # the skip itself is not counted as a crash
+
+
+def test_a_first_delivery_that_meets_a_running_sync_is_skipped(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_engine(monkeypatch, RunResult(6, RunStatus.SKIPPED_ALREADY_RUNNING))
+    task = FakeTask("t-8")
+    summary = execute(task, SyncSource.WOOCOMMERCE_PRODUCTS, full=False)  # type: ignore[arg-type]
+    assert summary["status"] == "skipped_already_running"
+    assert task.retries == []
+    assert deliveries(env, "t-8") is None
 
 
 def test_guard_counter_expires() -> None:
