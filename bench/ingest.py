@@ -54,6 +54,12 @@ def start_simulator(size: int) -> tuple[subprocess.Popen[str], dict[str, str]]:
     return proc, env
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def create_database() -> str:
     import psycopg
 
@@ -88,7 +94,7 @@ def variant(size: int, mode: str) -> dict[str, Any]:
     sim, sim_env = start_simulator(size)
     db_url = create_database()
     try:
-        result = run_child(mode, sim_env, db_url)
+        result = run_child(mode, {**sim_env, "BENCH_SIM_PID": str(sim.pid)}, db_url)
     finally:
         sim.terminate()
         sim.wait(timeout=30)
@@ -101,6 +107,16 @@ def variant(size: int, mode: str) -> dict[str, Any]:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def simulator_cpu_seconds() -> float:
+    # The simulator is one Python process: near one CPU-second per second, it is the bottleneck.
+    return process_cpu_seconds(int(os.environ["BENCH_SIM_PID"]))
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def bench_settings(spool_dir: str) -> Any:
@@ -151,7 +167,9 @@ def child_engine() -> dict[str, Any]:
 
         try:
             # The first run has no watermark: it lists everything, the same work as the baseline.
+            cpu, sim_cpu = cpu_seconds(), simulator_cpu_seconds()
             initial, seconds = timed(full=False)
+            cpu, sim_cpu = cpu_seconds() - cpu, simulator_cpu_seconds() - sim_cpu
             # A full run re-reads everything (nothing changed, nothing written) and reconciles ids.
             full, full_seconds = timed(full=True)
             noop, noop_seconds = timed(full=False)
@@ -161,7 +179,8 @@ def child_engine() -> dict[str, Any]:
     assert full.counts.written == 0 and noop.counts.written == 0
     rows = initial.counts.inserted
     return {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds),
-            "peak_rss_mb": round(peak_rss_mb(), 1), "full_seconds": round(full_seconds, 2),
+            "peak_rss_mb": round(peak_rss_mb(), 1), "cpu_s": round(cpu, 1),
+            "simulator_cpu_s": round(sim_cpu, 1), "full_seconds": round(full_seconds, 2),
             "noop_seconds": round(noop_seconds, 3), "noop_fetched": noop.counts.fetched}  # fmt: skip
 
 
@@ -206,7 +225,7 @@ def child_baseline() -> dict[str, Any]:
             yield records
             page += 1
 
-    started, rows = time.perf_counter(), 0
+    started, rows, cpu, sim_cpu = time.perf_counter(), 0, cpu_seconds(), simulator_cpu_seconds()
     for status in ("any", "trash"):
         for records in pages("products", status=status):
             products = [normalize_product(r) for r in records]
@@ -218,7 +237,8 @@ def child_baseline() -> dict[str, Any]:
                     rows += len(variations)
     seconds = time.perf_counter() - started
     return {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds),
-            "peak_rss_mb": round(peak_rss_mb(), 1)}  # fmt: skip
+            "peak_rss_mb": round(peak_rss_mb(), 1), "cpu_s": round(cpu_seconds() - cpu, 1),
+            "simulator_cpu_s": round(simulator_cpu_seconds() - sim_cpu, 1)}  # fmt: skip
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -226,15 +246,15 @@ def child_baseline() -> dict[str, Any]:
 
 def table(results: list[dict[str, Any]]) -> str:
     head = (
-        "| variant | products | rows | initial load (s) | rows/s | peak RSS (MB) | full re-read (s) "
-        "| no-op (s) |"
+        "| variant | products | rows | initial load (s) | rows/s | peak RSS (MB) | CPU s (ours / simulator) "
+        "| full re-read (s) | no-op (s) |"
     )
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         full = f"{r['full_seconds']:.1f}" if "full_seconds" in r else "-"
         noop = f"{r['noop_seconds']:.3f}" if "noop_seconds" in r else "-"
         cells = [r["mode"], f"{r['size']:,}", f"{r['rows']:,}", f"{r['seconds']:.1f}", f"{r['rows_per_s']:,}",
-                 f"{r['peak_rss_mb']:.0f}", full, noop]  # fmt: skip
+                 f"{r['peak_rss_mb']:.0f}", f"{r['cpu_s']} / {r['simulator_cpu_s']}", full, noop]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from worker.errors import InvalidRecord
@@ -36,6 +36,17 @@ def transaction(session_factory: Callable[[], Session]) -> Iterator[Connection]:
     """One committed-or-rolled-back transaction on a connection of the session factory's engine."""
     with session_factory() as session, session.begin():
         yield session.connection()
+
+
+def relax_durability(conn: Connection) -> None:
+    """Let PostgreSQL acknowledge this page's commit before its WAL reaches the disk.
+
+    Safe because a page and its checkpoint commit together: a database crash can only lose the last
+    few pages *and* their checkpoints, and the next run re-reads exactly those pages. It saves one
+    disk flush per page, which is most of the time a page write waits.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SET LOCAL synchronous_commit = off"))
 
 
 def _invalid_id(raw: Mapping[str, Any]) -> str | None:
@@ -89,6 +100,7 @@ class RunContext:
     ) -> None:
         """Upsert rows, run ``also`` and save the checkpoint in one transaction; then renew the lock."""
         with transaction(self.session_factory) as conn:
+            relax_durability(conn)
             written = upsert_page(conn, self.spec, rows, self.clock())
             if also is not None:
                 also(conn)

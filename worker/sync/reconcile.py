@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, exists, func, select, update
+from sqlalchemy import BigInteger, Column, Connection, MetaData, Table, delete, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
@@ -48,20 +48,23 @@ def mark_missing(
     from the id stream, abandons the comparison without marking anything.
     """
     seen = _seen_table()
-    seen.create(conn)
-    try:
-        for ids in id_batches:
-            if ids:
-                _insert_ignoring_duplicates(conn, seen, ids)
-            between_batches()
-        if not conn.execute(select(func.count()).select_from(seen)).scalar_one():
-            return None
+    # No try/finally around the comparison: a DROP in an aborted PostgreSQL transaction would only mask
+    # the error. The rollback removes the table there; pysqlite runs DDL outside the transaction, so a
+    # table left on a pooled SQLite connection by a failed comparison is reused and emptied here.
+    seen.create(conn, checkfirst=True)
+    conn.execute(delete(seen))
+    for ids in id_batches:
+        if ids:
+            _insert_ignoring_duplicates(conn, seen, ids)
+        between_batches()
+    marked: int | None = None
+    if conn.execute(select(func.count()).select_from(seen)).scalar_one():
         table = spec.table
         gone = ~exists(select(seen.c.id).where(seen.c.id == table.c[spec.key]))
         stmt = update(table).where(table.c.deleted_at.is_(None), gone, *scope).values(deleted_at=now)
-        return int(conn.execute(stmt).rowcount)
-    finally:
-        seen.drop(conn)
+        marked = int(conn.execute(stmt).rowcount)
+    seen.drop(conn)
+    return marked
 
 
 def mark_orphaned_variations(conn: Connection, spec: SourceSpec, now: dt.datetime) -> int:
