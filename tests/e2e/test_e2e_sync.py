@@ -16,7 +16,6 @@ from e2e_harness import (
     mirrored_products,
     product_mismatches,
     runs,
-    wait_until,
 )
 from sqlalchemy import Engine
 
@@ -65,24 +64,6 @@ def test_full_then_incremental_then_noop(
     assert (last["inserted"], last["updated"], last["marked_deleted"]) == (0, 0, 0)
 
 
-def test_overlapping_requests_run_once(
-    stack: Stack, woo: WooCommerceSimulator, db: Engine, client_app: Celery
-) -> None:
-    # A free process for every request, so each one starts while the first is still running.
-    stack.worker(concurrency=5)
-    woo.faults.set(latency_ms=150)  # a run of several seconds
-    first = enqueue(client_app, WOO, full=True)
-    wait_running(db)
-    others = [enqueue(client_app, WOO, full=True) for _ in range(4)]
-    assert [r.get(timeout=120)["status"] for r in others] == ["skipped_already_running"] * 4
-    assert first.get(timeout=120)["status"] == "succeeded"
-    recorded = sorted(r["status"] for r in runs(db, WOO))
-    assert recorded == ["skipped_already_running"] * 4 + ["succeeded"]
-    assert len(events(db, "sync.skipped_already_running")) == 4
-    woo.faults.clear()
-    assert product_mismatches(expected_products(woo.catalog), mirrored_products(db)) == []
-
-
 def test_upstream_down_opens_the_breaker_and_later_runs_skip(
     stack: Stack, woo: WooCommerceSimulator, db: Engine, client_app: Celery, e2e_settings: Settings
 ) -> None:
@@ -113,12 +94,3 @@ def test_upstream_down_opens_the_breaker_and_later_runs_skip(
     failures = [e["payload"] for e in events(db, "woocommerce.sync.failed")]
     assert sum(p["status_code"] == 503 for p in failures) == woo.faults.requests()
     assert {p["error_class"] for p in failures if p["status_code"] is None} == {"CircuitOpenError"}
-
-
-def wait_running(db: Engine) -> None:
-    # The run row shows counts only when it closes; committed pages are what prove it is under way.
-    wait_until(
-        lambda: any(r["status"] == "running" for r in runs(db, WOO)) and mirrored_products(db),
-        timeout=60,
-        what="a run in progress",
-    )
