@@ -92,6 +92,9 @@ class PendingSuccesses:
     age_seconds: float = 0.0
     stale_count: int = 0
 
+    def is_empty(self) -> bool:
+        return self.count + self.stale_count == 0
+
     def encode(self) -> list[bytes]:
         """The five script arguments (ARGV 11..15)."""
         if self.count + self.stale_count == 0:

@@ -11,7 +11,7 @@ from breaker_fleet import RecordingEventLog
 from breaker_tcp_proxy import TcpProxy
 
 from worker.breaker import breaker_redis, build_breaker
-from worker.breaker.redis_store import RedisBreakerStore
+from worker.breaker.redis_store import PackedScript, RedisBreakerStore
 from worker.breaker.state import BreakerState
 from worker.errors import CircuitOpenError, RetriableUpstreamError
 from worker.settings import BreakerSettings, load_settings
@@ -43,14 +43,14 @@ def test_closed_port_degrades_then_recovers(
     )
     log = RecordingEventLog()
     breaker = build_breaker("odoo", settings, breaker_redis(settings), log)
-    attempts: list[str] = []
-    run = RedisBreakerStore._run
+    attempts: list[PackedScript] = []
+    send = RedisBreakerStore._send
 
-    def counting(self: RedisBreakerStore, script: str, *args: Any) -> Any:
-        attempts.append(script)
-        return run(self, script, *args)
+    def counting(self: RedisBreakerStore, script: PackedScript, packet: bytes) -> Any:
+        attempts.append(script)  # every round trip of the store goes through _send
+        return send(self, script, packet)
 
-    monkeypatch.setattr(RedisBreakerStore, "_run", counting)
+    monkeypatch.setattr(RedisBreakerStore, "_send", counting)
 
     assert breaker.call(lambda: "up") == "up"
     proxy.stop()  # Redis "dies": connections reset, the port refuses

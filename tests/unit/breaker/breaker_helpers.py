@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import fakeredis
+
 from worker.breaker import CircuitBreaker
 from worker.breaker.state import BreakerState
 
@@ -67,3 +69,25 @@ class RecordingEventLog:
 
 
 BreakerMaker = Callable[..., CircuitBreaker]
+
+
+class RoundTrips:
+    """A fakeredis client whose connections count what they send: one write per round trip."""
+
+    def __init__(self, server: fakeredis.FakeServer) -> None:
+        self.count = 0
+        trips = self
+
+        class Counting(fakeredis.FakeRedisConnection):
+            def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+                trips.count += 1
+                super().send_packed_command(command, check_health)
+
+        self.client = fakeredis.FakeRedis(server=server, connection_class=Counting)
+
+
+def unreachable_redis() -> fakeredis.FakeRedis:
+    """A client whose server is down: connecting fails as with a closed port."""
+    server = fakeredis.FakeServer()
+    server.connected = False
+    return fakeredis.FakeRedis(server=server)

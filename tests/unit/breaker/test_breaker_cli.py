@@ -6,8 +6,7 @@ import json
 
 import fakeredis
 import pytest
-import redis
-from breaker_helpers import RecordingEventLog
+from breaker_helpers import RecordingEventLog, unreachable_redis
 from click.testing import CliRunner
 
 from worker.cli import breakers as cli
@@ -59,12 +58,8 @@ def test_unknown_breaker_is_a_usage_error(log: RecordingEventLog) -> None:
 
 
 def test_unreachable_redis_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Down(fakeredis.FakeRedis):
-        def evalsha(self, *args: object, **kwargs: object) -> object:
-            raise redis.ConnectionError("refused")
-
     recorder = RecordingEventLog()
-    monkeypatch.setattr(cli, "open_redis", lambda settings: Down())
+    monkeypatch.setattr(cli, "open_redis", lambda settings: unreachable_redis())
     monkeypatch.setattr(cli, "open_event_log", lambda settings: recorder)
     code, out = invoke("open", "odoo", "--actor", "alice")
     assert code == 1
@@ -75,11 +70,7 @@ def test_unreachable_redis_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None
 def test_list_does_not_pass_off_local_state_when_redis_is_down(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    class Down(fakeredis.FakeRedis):
-        def evalsha(self, *args: object, **kwargs: object) -> object:
-            raise redis.ConnectionError("refused")
-
-    monkeypatch.setattr(cli, "open_redis", lambda settings: Down())
+    monkeypatch.setattr(cli, "open_redis", lambda settings: unreachable_redis())
     code, out = invoke("list", "--json")
     assert code == 1
     assert "unreachable" in out

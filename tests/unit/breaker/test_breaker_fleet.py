@@ -7,7 +7,7 @@ from typing import Any
 import fakeredis
 import pytest
 import redis
-from breaker_helpers import FakeClock, RecordingEventLog, RecordingListener
+from breaker_helpers import FakeClock, RecordingEventLog, RecordingListener, RoundTrips
 
 from worker.breaker import BreakerPolicy, CircuitBreaker, EventLogListener
 from worker.breaker.state import BreakerState
@@ -31,22 +31,42 @@ def worker(
 
 
 def test_healthy_call_is_one_round_trip(server: fakeredis.FakeServer, clock: FakeClock) -> None:
-    client = fakeredis.FakeRedis(server=server)
-    b = CircuitBreaker("up", client, BreakerPolicy(), clock=clock)
-    calls = []
-    original = b._redis._run  # type: ignore[union-attr]
-
-    def counting(script: str, *args: Any) -> Any:
-        calls.append(script)
-        return original(script, *args)
-
-    b._redis._run = counting  # type: ignore[union-attr,method-assign]
+    trips = RoundTrips(server)
+    b = CircuitBreaker("up", trips.client, BreakerPolicy(), clock=clock)
+    b.call(lambda: None)  # the first call also loads the script (NOSCRIPT, SCRIPT LOAD, again)
+    trips.count = 0
     for _ in range(5):
         b.call(lambda: None)
-    assert calls == ["admit"] * 5
-    assert b.stats().total_successes == 4  # the fifth is still buffered until the next trip
+    assert trips.count == 5
+    assert b.stats().total_successes == 5  # the sixth is still buffered until the next trip
     b.flush()
-    assert b.stats().total_successes == 5
+    assert b.stats().total_successes == 6
+
+
+def test_fail_fast_is_one_round_trip(server: fakeredis.FakeServer, clock: FakeClock) -> None:
+    trips = RoundTrips(server)
+    b = CircuitBreaker("up", trips.client, BreakerPolicy(failure_threshold=1), clock=clock)
+    with pytest.raises(RetriableUpstreamError):
+        b.call(boom)
+    trips.count = 0
+    for _ in range(3):
+        with pytest.raises(CircuitOpenError):
+            b.call(lambda: None)
+    assert trips.count == 3
+    assert b.stats().total_rejected == 3
+
+
+def test_script_is_loaded_again_after_redis_forgets_it(
+    server: fakeredis.FakeServer, clock: FakeClock
+) -> None:
+    client = fakeredis.FakeRedis(server=server)
+    b = CircuitBreaker("up", client, BreakerPolicy(), clock=clock)
+    b.call(lambda: None)
+    client.script_flush()  # as after a Redis restart
+    b.call(lambda: None)
+    b.flush()
+    assert b.stats().total_successes == 2
+    assert not b.stats().degraded
 
 
 def test_late_success_does_not_wipe_later_failures(server: fakeredis.FakeServer, clock: FakeClock) -> None:
@@ -124,22 +144,19 @@ def test_operator_commands_are_audited(server: fakeredis.FakeServer, clock: Fake
     assert log.events[2]["payload"]["reason"] == "operator"
 
 
-class FlakyRedis(fakeredis.FakeRedis):
-    """A client whose server can be switched off, as a closed port would be."""
+class CountingPool(redis.ConnectionPool):
+    """Counts checkouts: every attempt to reach Redis takes a connection first."""
 
-    down = False
-    calls = 0
+    checkouts = 0
 
-    def evalsha(self, *args: Any, **kwargs: Any) -> Any:
-        type(self).calls += 1
-        if type(self).down:
-            raise redis.ConnectionError("Connection refused")
-        return super().evalsha(*args, **kwargs)
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        type(self).checkouts += 1
+        return super().get_connection(*args, **kwargs)
 
 
 def test_degrades_and_recovers(server: fakeredis.FakeServer, clock: FakeClock) -> None:
     listener = RecordingListener()
-    client = FlakyRedis(server=server)
+    client = fakeredis.FakeRedis(server=server, connection_pool_class=CountingPool)
     b = CircuitBreaker(
         "up",
         client,
@@ -149,16 +166,16 @@ def test_degrades_and_recovers(server: fakeredis.FakeServer, clock: FakeClock) -
         retry_interval=5,
     )
     b.call(lambda: None)
-    FlakyRedis.down, FlakyRedis.calls = True, 0
+    server.connected, CountingPool.checkouts = False, 0  # Redis goes down
     for _ in range(2):
         with pytest.raises(RetriableUpstreamError):
             b.call(boom)  # the local breaker counts them
     with pytest.raises(CircuitOpenError):
         b.call(lambda: None)
-    assert FlakyRedis.calls == 1  # one failed attempt, then no Redis until the interval passed
+    assert CountingPool.checkouts == 1  # one failed attempt, then no Redis until the interval passed
     assert b.stats().degraded
     assert listener.store_changes == [("up", True, "ConnectionError")]
-    FlakyRedis.down = False
+    server.connected = True
     clock.advance(5)
     assert b.call(lambda: "shared") == "shared"  # back on the shared, still closed, state
     assert listener.store_changes[-1] == ("up", False, "redis answered")
@@ -168,20 +185,17 @@ def test_degrades_and_recovers(server: fakeredis.FakeServer, clock: FakeClock) -
 def test_redis_failing_mid_call_counts_failure_locally(
     server: fakeredis.FakeServer, clock: FakeClock
 ) -> None:
-    client = FlakyRedis(server=server)
+    client = fakeredis.FakeRedis(server=server)
     b = CircuitBreaker("up", client, BreakerPolicy(failure_threshold=1), clock=clock)
 
     def fail_after_redis_dies() -> None:
-        FlakyRedis.down = True
+        server.connected = False
         boom()
 
-    try:
-        with pytest.raises(RetriableUpstreamError):
-            b.call(fail_after_redis_dies)
-        with pytest.raises(CircuitOpenError):
-            b.call(lambda: None)
-    finally:
-        FlakyRedis.down = False
+    with pytest.raises(RetriableUpstreamError):
+        b.call(fail_after_redis_dies)
+    with pytest.raises(CircuitOpenError):
+        b.call(lambda: None)
 
 
 def test_success_after_failures_is_reported_at_once(server: fakeredis.FakeServer, clock: FakeClock) -> None:

@@ -1,4 +1,5 @@
 -- Operator commands. ARGV 16: 'force_open', 'force_close' or 'reset'; 17: reason (actor).
+--#include common
 local target = {force_open = 'forced_open', force_close = 'forced_closed', reset = 'closed'}
 local new = target[ARGV[16]]
 if new == nil then return redis.error_reply('unknown breaker command') end

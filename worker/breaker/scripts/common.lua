@@ -1,4 +1,6 @@
--- Shared preamble, prepended to every breaker script (Redis has no includes).
+-- Shared definitions, pasted where a script says `--#include common` (Redis has no includes).
+-- Everything here runs on each call that reaches it, which is why admit.lua puts its fast path
+-- above the include.
 -- KEYS: 1 state hash, 2 window buckets hash, 3 half-open permits zset; all share one hash tag.
 -- ARGV 1..10: the policy (BreakerPolicy.script_args, encoded once by the client);
 -- 11..15: pending successes; 16..: per script. The reply is one string on the hot path, so the
@@ -72,8 +74,12 @@ local function window_add(calls, fails)
   local idx = math.floor(now / BUCKET)
   local n = redis.call('HINCRBY', W, 'c' .. idx, calls)
   if fails > 0 then redis.call('HINCRBY', W, 'f' .. idx, fails) end
-  -- A new bucket opened: trim the old ones even if no failure ever reads the window.
-  if n == calls then window_read() end
+  -- A new bucket opened: trim the old ones even if no failure ever reads the window. 'wb' marks
+  -- the newest bucket as trimmed: admit.lua's fast path adds to that bucket only.
+  if n == calls then
+    window_read()
+    set('wb', idx)
+  end
 end
 
 local function snapshot()
@@ -100,7 +106,7 @@ local function transition(new, reason)
     del('next_at')
   elseif new == 'closed' or new == 'forced_closed' then
     set('fseq', 0, 'okseq', 0, 'fprobes', 0)
-    del('opened_at', 'next_at')
+    del('opened_at', 'next_at', 'wb')
     redis.call('DEL', W)
   end
   return {old, new, reason}
@@ -115,8 +121,8 @@ local function apply_pending()
   local count, stale = tonumber(ARGV[12]), tonumber(ARGV[15])
   local total = count + stale
   if total == 0 then return end
+  -- No 'calls' counter: the total of calls is oks + fails (parse_stats).
   redis.call('HINCRBY', S, 'oks', total)
-  redis.call('HINCRBY', S, 'calls', total)
   if count == 0 then return end
   local last_ok = now - tonumber(ARGV[14])
   if last_ok > getf('last_ok_at') then set('last_ok_at', fmt(last_ok)) end

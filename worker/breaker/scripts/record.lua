@@ -1,6 +1,7 @@
 -- Report an outcome at once. ARGV 16: 'fail', 'ok', 'release' (the call was cancelled: give the
 -- permit back, count nothing) or 'flush' (only apply pending successes); 17: generation at admission;
 -- 18: half-open permit token or ''; 19: short error label (never a message: no secrets).
+--#include common
 apply_pending()
 local kind, gen, token = ARGV[16], tonumber(ARGV[17]), ARGV[18]
 if kind == 'flush' then return reply(1, 0, '', nil) end
@@ -8,7 +9,6 @@ if kind == 'release' then
   redis.call('ZREM', P, token)
   return reply(1, 0, '', nil)
 end
-redis.call('HINCRBY', S, 'calls', 1)
 if kind == 'fail' then
   redis.call('HINCRBY', S, 'fails', 1)
   redis.call('HSET', S, 'last_fail_at', fmt(now), 'last_fail_err', ARGV[19])
