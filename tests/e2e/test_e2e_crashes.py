@@ -75,8 +75,9 @@ def test_escalation_restores_the_message_when_a_page_hangs(
     woo.faults.clear()
     stack.worker()
     assert result.get(timeout=120)["status"] == "succeeded"
-    # A cold shutdown still runs the task's ``finally``: the lock was released, the next run starts at once.
-    assert [r["status"] for r in runs(db, WOO)] == ["interrupted", "succeeded"]
+    # Usually the cold shutdown's SystemExit released the lock and the next run starts at once; if the
+    # pool child had to be killed instead, the redelivery waits out the lock first (a skipped row).
+    assert [r["status"] for r in started_runs(db)] == ["interrupted", "succeeded"]
     assert product_mismatches(expected_products(woo.catalog), mirrored_products(db)) == []
 
 
