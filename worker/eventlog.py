@@ -31,6 +31,7 @@ from sqlalchemy import event, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from models import EventLog as EventLogRow
+from worker import metrics
 from worker.db import make_engine
 from worker.redaction import Redactor, jsonable
 from worker.settings import Settings
@@ -244,6 +245,8 @@ class EventLog:
                 events = [e for e in events if e.event_uuid not in stored]
             if events:
                 conn.execute(insert(self._table), [e.row() for e in events])
+        for written in events:
+            metrics.record_event_written(written.event_type)
         return len(events)
 
     def _already_stored(self, conn: sqlalchemy.Connection, events: list[PendingEvent]) -> set[str]:

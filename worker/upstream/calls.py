@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
 import tenacity
 
-from worker.errors import CircuitOpenError, UpstreamError
+from worker import metrics
+from worker.errors import (
+    AuthenticationError,
+    CircuitOpenError,
+    FatalUpstreamError,
+    MalformedPayload,
+    ResponseTooLarge,
+    RetriableUpstreamError,
+    UpstreamError,
+)
 from worker.upstream.failures import FailureRecorder
 from worker.upstream.protocols import Breaker
 from worker.upstream.retry import with_attempt_hook
@@ -35,7 +45,17 @@ class GuardedCall:
         def attempt() -> T:
             nonlocal attempts
             attempts += 1
-            return self._breaker.call(fn)
+            started = time.monotonic()
+            outcome = "ok"
+            try:
+                return self._breaker.call(fn)
+            except BaseException as exc:
+                outcome = call_outcome(exc)
+                raise
+            finally:
+                metrics.observe_upstream_call(
+                    self._recorder.upstream, operation, outcome, time.monotonic() - started
+                )
 
         # A copy per call: concurrent page fetches must not share one loop's statistics.
         try:
@@ -43,3 +63,22 @@ class GuardedCall:
         except (UpstreamError, CircuitOpenError) as exc:
             self._recorder.record(exc, operation, attempts, final=True)
             raise
+
+
+# Most specific first: the label says why a call failed without a trip to the event log.
+_OUTCOMES: tuple[tuple[type[BaseException], str], ...] = (
+    (CircuitOpenError, "rejected"),
+    (MalformedPayload, "malformed"),
+    (ResponseTooLarge, "too_large"),
+    (RetriableUpstreamError, "retriable"),
+    (AuthenticationError, "auth"),
+    (FatalUpstreamError, "fatal"),
+)
+
+
+def call_outcome(exc: BaseException) -> str:
+    """The metrics label for a failed attempt."""
+    for kind, label in _OUTCOMES:
+        if isinstance(exc, kind):
+            return label
+    return "error"
