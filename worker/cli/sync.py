@@ -140,12 +140,18 @@ def _enqueue(ctx: click.Context, target: Target, full: bool, wait: bool, timeout
 def _command(name: str) -> click.Command:
     target = TARGETS[name]
 
-    @click.command(name=name, help=f"Enqueue a {name} sync (incremental unless --full).")
+    @click.command(name=name, help=f"Enqueue one {name} sync now (incremental unless --full).")
     @click.option("--full", is_flag=True, help="Full reconciliation instead of an incremental pass.")
     @click.option(
         "--wait", is_flag=True, help="Show progress until the run ends; exit non-zero if it failed."
     )
-    @click.option("--timeout", default=3600.0, show_default=True, type=click.FloatRange(min=0))
+    @click.option(
+        "--timeout",
+        default=3600.0,
+        show_default=True,
+        type=click.FloatRange(min=0),
+        help="Seconds --wait follows the run before giving up (exit 124); the run itself goes on.",
+    )
     @click.pass_context
     def command(ctx: click.Context, full: bool, wait: bool, timeout: float) -> None:
         _enqueue(ctx, target, full, wait, timeout)
