@@ -8,11 +8,16 @@ Keys (one hash tag per breaker, so the scripts also run on Redis Cluster):
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
+import time
+import weakref
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
 import redis
+from redis.connection import Connection
 
 from worker.breaker.policy import BreakerPolicy
 from worker.breaker.state import (
@@ -25,6 +30,8 @@ from worker.breaker.state import (
 )
 
 INCLUDE = "--#include common\n"
+# Redis closes idle clients after whole seconds: a connection used more recently needs no check.
+IDLE_CHECK_SECONDS = 1.0
 
 
 def _load(name: str) -> str:
@@ -76,6 +83,10 @@ class RedisBreakerStore:
         self._scripts = {n: PackedScript(src, self.keys, policy_args) for n, src in SCRIPTS.items()}
         # The most common request of all, admission with nothing buffered, is fully static.
         self._admit_idle = self._scripts["admit"].pack(NO_PENDING_ARGS)
+        self._lane_lock = threading.Lock()
+        self._conn: Connection | None = None
+        self._pid = 0
+        self._used_at = 0.0
 
     def admit(self, pending: PendingSuccesses) -> Admission:
         script = self._scripts["admit"]
@@ -113,26 +124,56 @@ class RedisBreakerStore:
         return self._send(script, script.pack(args))
 
     def _send(self, script: PackedScript, packet: bytes) -> Any:
-        """One round trip on a pooled connection; loads the script once if Redis lacks it.
-
-        On an error mid-command redis-py's connection disconnects itself, so a connection that goes
-        back to the pool never holds half a reply.
-        """
-        pool = self.client.connection_pool
-        conn = pool.get_connection()
-        try:
-            # (redis-py leaves these two untyped.)
-            conn.send_packed_command([packet])  # type: ignore[no-untyped-call]
+        """One round trip: on this store's own connection, or a pooled one if another thread has it."""
+        if not self._lane_lock.acquire(blocking=False):
+            pool = self.client.connection_pool
+            conn = pool.get_connection()
             try:
-                return conn.read_response()
-            except redis.exceptions.NoScriptError:
-                pass  # Redis restarted or flushed its scripts: load it, then send again
-            conn.send_command("SCRIPT", "LOAD", script.source)  # type: ignore[no-untyped-call]
-            conn.read_response()
-            conn.send_packed_command([packet])  # type: ignore[no-untyped-call]
-            return conn.read_response()
+                return _round_trip(conn, script, packet)
+            finally:
+                pool.release(conn)
+        try:
+            conn = self._lane()
+            try:
+                return _round_trip(conn, script, packet)
+            except BaseException:
+                # Whatever stopped the round trip (an interrupt between send and read included),
+                # no reply may stay behind for the next call to read as its own.
+                conn.disconnect()  # type: ignore[no-untyped-call]
+                raise
+            finally:
+                self._used_at = time.monotonic()
         finally:
-            pool.release(conn)
+            self._lane_lock.release()
+
+    def _lane(self) -> Connection:
+        """This store's connection, taken from the client's pool once per process and kept.
+
+        Checking a connection out of redis-py's pool and back in costs more client CPU than the
+        round trip itself, so the store keeps one. A connection that sat idle for a second or more
+        is checked the way the pool checks one it hands out: if it has something to read (Redis
+        closed it, e.g. its idle ``timeout``, which counts whole seconds), it is reconnected rather
+        than sent a command it might not answer. A busy connection skips that syscall; if Redis
+        drops it within the second anyway, the call fails and the breaker degrades as for any
+        Redis error. Every failed round trip disconnects, so no stale reply is ever read.
+        """
+        conn = self._conn
+        if conn is None or self._pid != os.getpid():
+            # First use, or a forked child: the parent's connection is not ours to use.
+            pool = self.client.connection_pool
+            conn = self._conn = pool.get_connection()
+            self._pid = os.getpid()
+            weakref.finalize(self, _give_back, pool, conn, self._pid)
+            return conn
+        if time.monotonic() - self._used_at < IDLE_CHECK_SECONDS:
+            return conn
+        try:
+            stale = conn.can_read()
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            stale = True
+        if stale:
+            conn.disconnect()  # type: ignore[no-untyped-call]  # the next send connects afresh
+        return conn
 
     def _parse(self, reply: Any) -> tuple[list[str], Transition | None]:
         """The head fields, and the transition if the script reported one (with a snapshot)."""
@@ -141,6 +182,30 @@ class RedisBreakerStore:
         head = _text(reply[0]).split(" ", 9)
         stats = parse_stats(self.name, _pairs(reply[1]))
         return head, Transition(STATES[head[7]], STATES[head[8]], head[9], stats)
+
+
+def _round_trip(conn: Connection, script: PackedScript, packet: bytes) -> Any:
+    """Send one EVALSHA and read its reply; loads the script once if Redis lacks it.
+
+    On an error mid-command redis-py's connection disconnects itself (for any exception, including
+    an interrupt), so a connection is never reused with half a reply in it.
+    """
+    # (redis-py leaves the send methods untyped.)
+    conn.send_packed_command([packet])  # type: ignore[no-untyped-call]
+    try:
+        return conn.read_response()
+    except redis.exceptions.NoScriptError:
+        pass  # Redis restarted or flushed its scripts: load it, then send again
+    conn.send_command("SCRIPT", "LOAD", script.source)  # type: ignore[no-untyped-call]
+    conn.read_response()
+    conn.send_packed_command([packet])  # type: ignore[no-untyped-call]
+    return conn.read_response()
+
+
+def _give_back(pool: redis.ConnectionPool, conn: Connection, pid: int) -> None:
+    """When a store is dropped, its connection goes back to the pool (in the process that took it)."""
+    if os.getpid() == pid:
+        pool.release(conn)
 
 
 def _text(value: Any) -> str:

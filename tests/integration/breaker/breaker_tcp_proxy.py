@@ -36,6 +36,11 @@ class TcpProxy:
                     self._server.shutdown(socket.SHUT_RDWR)
                 self._server.close()
                 self._server = None
+        self.drop_connections()
+
+    def drop_connections(self) -> None:
+        """Close every open connection but keep accepting, as Redis does to idle clients."""
+        with self._lock:
             for conn in self._conns:
                 with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)

@@ -11,7 +11,7 @@ from breaker_fleet import RecordingEventLog
 from breaker_tcp_proxy import TcpProxy
 
 from worker.breaker import breaker_redis, build_breaker
-from worker.breaker.redis_store import PackedScript, RedisBreakerStore
+from worker.breaker.redis_store import IDLE_CHECK_SECONDS, PackedScript, RedisBreakerStore
 from worker.breaker.state import BreakerState
 from worker.errors import CircuitOpenError, RetriableUpstreamError
 from worker.settings import BreakerSettings, load_settings
@@ -80,3 +80,22 @@ def test_closed_port_degrades_then_recovers(
     assert "breaker.recovered" in log.types
     shared = breaker.stats()
     assert (shared.degraded, shared.state, shared.total_failures) == (False, BreakerState.CLOSED, 0)
+
+
+def test_connection_closed_while_idle_is_replaced_not_degraded(proxy: TcpProxy, key_prefix: str) -> None:
+    """The store keeps its connection between calls; Redis may close it meanwhile (its idle timeout)."""
+    settings = load_settings(
+        redis_url=f"redis://127.0.0.1:{proxy.port}/0",
+        redis_key_prefix=key_prefix,
+        breaker_redis_socket_timeout=0.5,
+    )
+    log = RecordingEventLog()
+    breaker = build_breaker("odoo", settings, breaker_redis(settings), log)
+    for _ in range(2):
+        assert breaker.call(lambda: "up") == "up"
+        proxy.drop_connections()
+        time.sleep(IDLE_CHECK_SECONDS)  # Redis's own idle timeout counts whole seconds
+    breaker.flush()
+    stats = breaker.stats()
+    assert (stats.degraded, stats.total_successes) == (False, 2)
+    assert "breaker.degraded" not in log.types

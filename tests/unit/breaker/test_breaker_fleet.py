@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import fakeredis
 import pytest
-import redis
 from breaker_helpers import FakeClock, RecordingEventLog, RecordingListener, RoundTrips
 
 from worker.breaker import BreakerPolicy, CircuitBreaker, EventLogListener
@@ -144,19 +144,10 @@ def test_operator_commands_are_audited(server: fakeredis.FakeServer, clock: Fake
     assert log.events[2]["payload"]["reason"] == "operator"
 
 
-class CountingPool(redis.ConnectionPool):
-    """Counts checkouts: every attempt to reach Redis takes a connection first."""
-
-    checkouts = 0
-
-    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        type(self).checkouts += 1
-        return super().get_connection(*args, **kwargs)
-
-
 def test_degrades_and_recovers(server: fakeredis.FakeServer, clock: FakeClock) -> None:
     listener = RecordingListener()
-    client = fakeredis.FakeRedis(server=server, connection_pool_class=CountingPool)
+    trips = RoundTrips(server)
+    client = trips.client
     b = CircuitBreaker(
         "up",
         client,
@@ -166,13 +157,13 @@ def test_degrades_and_recovers(server: fakeredis.FakeServer, clock: FakeClock) -
         retry_interval=5,
     )
     b.call(lambda: None)
-    server.connected, CountingPool.checkouts = False, 0  # Redis goes down
+    server.connected, trips.count = False, 0  # Redis goes down
     for _ in range(2):
         with pytest.raises(RetriableUpstreamError):
             b.call(boom)  # the local breaker counts them
     with pytest.raises(CircuitOpenError):
         b.call(lambda: None)
-    assert CountingPool.checkouts == 1  # one failed attempt, then no Redis until the interval passed
+    assert trips.count == 1  # one failed attempt, then no Redis until the interval passed
     assert b.stats().degraded
     assert listener.store_changes == [("up", True, "ConnectionError")]
     server.connected = True
@@ -224,3 +215,69 @@ def test_forked_child_does_not_resend_parent_successes(
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert b._buffer.take().count == 1  # the parent still owns its success
+
+
+def test_threads_share_a_breaker_and_every_success_is_counted(
+    server: fakeredis.FakeServer, clock: FakeClock
+) -> None:
+    # One thread at a time uses the store's own connection; the others take one from the pool.
+    b = worker(server, clock)
+    start = threading.Barrier(8)
+
+    def run() -> None:
+        start.wait()
+        for _ in range(50):
+            b.call(lambda: None)
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    b.flush()
+    stats = b.stats()
+    assert (stats.total_successes, stats.total_calls, stats.degraded) == (400, 400, False)
+
+
+def test_interrupt_between_send_and_read_leaves_no_reply_behind(
+    server: fakeredis.FakeServer, clock: FakeClock
+) -> None:
+    interrupt = [False]
+
+    class Interrupted(fakeredis.FakeRedisConnection):
+        def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            super().send_packed_command(command, check_health)
+            if interrupt[0]:  # e.g. a signal handler raising just after the request went out
+                interrupt[0] = False
+                raise KeyboardInterrupt
+
+    a = CircuitBreaker(
+        "up", fakeredis.FakeRedis(server=server, connection_class=Interrupted), BreakerPolicy(), clock=clock
+    )
+    other = worker(server, clock)
+    a.call(lambda: None)
+    other.force_open("op")
+    interrupt[0] = True
+    with pytest.raises(KeyboardInterrupt):
+        a.call(lambda: None)  # Redis answered "refused"; nobody read it
+    other.reset("op")
+    assert a.call(lambda: "ok") == "ok"  # the answer to this call, not the one left unread
+
+
+def test_window_stays_bounded_and_exact_on_the_fast_path(
+    server: fakeredis.FakeServer, clock: FakeClock
+) -> None:
+    # Healthy calls mostly add to the newest bucket without reading the window; each new bucket
+    # still trims the old ones, however long the run.
+    b = worker(server, clock, window_seconds=20)  # buckets of 1 s
+    client = fakeredis.FakeRedis(server=server)
+    for _ in range(100):
+        for _ in range(3):
+            b.call(lambda: None)
+        clock.advance(1)
+        assert client.hlen("syncworker:breaker:{up}:window") <= 20
+    b.flush()
+    stats = b.stats()
+    # A buffered success is dated when it arrives: the window (the last 20 s) holds 19 seconds of
+    # three calls each, plus the last success, flushed in the new second.
+    assert (stats.window_calls, stats.total_successes) == (19 * 3 + 1, 300)
