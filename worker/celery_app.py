@@ -10,6 +10,7 @@ from celery import Celery
 
 from worker.celery_config import build_config, check_config
 from worker.logs import connect_celery_signals
+from worker.metrics import install_celery_metrics_hooks
 from worker.schedule import build_beat_schedule
 from worker.settings import Settings, get_settings
 from worker.shutdown import connect_shutdown_signals
@@ -36,6 +37,7 @@ def _wire_process(settings: Settings) -> None:
 
     connect_celery_signals(settings)
     connect_shutdown_signals(settings, redis_client)
+    install_celery_metrics_hooks(settings)
 
 
 app = create_app(get_settings())

@@ -260,7 +260,6 @@ def supplier_mismatches(
 ) -> list[str]:
     problems = [f"missing {i}" for i in sorted(expected.keys() - mirrored.keys())]
     problems += [f"unexpected {i}" for i in sorted(mirrored.keys() - expected.keys())]
-    # country_code is left out: the Odoo client does not request that field yet, so it is never mirrored.
     text_fields = ("name", "email", "phone", "vat", "ref", "website", "street", "street2", "city", "zip")
     for odoo_id in sorted(expected.keys() & mirrored.keys()):
         up, row = expected[odoo_id], mirrored[odoo_id]
@@ -268,6 +267,7 @@ def supplier_mismatches(
         fields |= {
             "is_company": (up["is_company"], row["is_company"]),
             "active": (up["active"], row["active"]),
+            "country_code": (_odoo(up["country_code"]), row["country_code"]),
             "supplier_rank": (up["supplier_rank"], row["supplier_rank"]),
             "parent_odoo_id": (up["parent_id"][0] if up["parent_id"] else None, row["parent_odoo_id"]),
             "state_name": (up["state_id"][1] if up["state_id"] else None, row["state_name"]),

@@ -31,7 +31,8 @@ SUPPLIER_DOMAIN: list[Any] = [("supplier_rank", ">", 0)]
 CONTEXT = {"active_test": False}
 WANTED_FIELDS = (
     "name", "email", "phone", "mobile", "vat", "ref", "street", "street2", "city", "zip",
-    "state_id", "country_id", "is_company", "parent_id", "commercial_partner_id", "company_id",
+    "state_id", "country_id", "country_code", "is_company", "parent_id", "commercial_partner_id",
+    "company_id",
     "active", "website", "supplier_rank", "write_date", "create_date",
 )  # fmt: skip
 ID_PAGE = 10_000
