@@ -202,12 +202,12 @@ def run(url: str, calls: int, rounds: int) -> dict[str, Any]:
             for kind, runs in kinds.items()
         }
     summary["trip"] = trip_cost(admin, client)
+    ours, theirs = summary["fleet breaker"], summary["pybreaker-redis"]
     for kind in ("healthy", "failure", "fail_fast"):
-        summary[f"ratio_{kind}"] = round(
-            summary["fleet breaker"][kind]["overhead_us_median"]
-            / summary["pybreaker-redis"][kind]["overhead_us_median"],
-            2,
-        )
+        summary[f"ratio_{kind}"] = {
+            measure: round(ours[kind][measure] / theirs[kind][measure], 2)
+            for measure in ("overhead_us_median", "overhead_us_min", "client_cpu_us", "server_us")
+        }
     return summary
 
 

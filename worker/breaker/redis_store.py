@@ -67,7 +67,10 @@ class PackedScript:
         self._head = b"".join(_bulk(a) for a in head)
 
     def pack(self, args: Sequence[bytes]) -> bytes:
-        return b"".join([b"*%d\r\n" % (self._count + len(args)), self._head, *map(_bulk, args)])
+        parts = [b"*%d\r\n" % (self._count + len(args)), self._head]
+        for arg in args:
+            parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+        return b"".join(parts)
 
 
 class RedisBreakerStore:
@@ -93,15 +96,16 @@ class RedisBreakerStore:
         packet = self._admit_idle if pending.is_empty() else script.pack(pending.encode())
         head, transition = self._parse(self._send(script, packet))
         allowed, state, gen, retry_after, lease, fseq, okseq = head[:7]
+        failure_seq = int(fseq)
         return Admission(
             allowed=allowed == "1",
             state=STATES[state],
             generation=int(gen),
             retry_after=max(0.0, float(retry_after)),
             token=None if lease == "-" else lease,
-            failure_seq=int(fseq),
+            failure_seq=failure_seq,
             transition=transition,
-            clean=int(fseq) == int(okseq),
+            clean=failure_seq == int(okseq),
         )
 
     def record(
