@@ -99,15 +99,19 @@ class RunContext:
         also: Callable[[Connection], None] | None = None,
     ) -> None:
         """Upsert rows, run ``also`` and save the checkpoint in one transaction; then renew the lock."""
-        with transaction(self.session_factory) as conn:
-            relax_durability(conn)
-            written = upsert_page(conn, self.spec, rows, self.clock())
-            if also is not None:
-                also(conn)
-            if checkpoint is not None:
-                save_checkpoint(
-                    conn, self.spec.source, full=self.full, checkpoint=checkpoint, now=self.clock()
-                )
+        try:
+            with transaction(self.session_factory) as conn:
+                relax_durability(conn)
+                written = upsert_page(conn, self.spec, rows, self.clock())
+                if also is not None:
+                    also(conn)
+                if checkpoint is not None:
+                    save_checkpoint(
+                        conn, self.spec.source, full=self.full, checkpoint=checkpoint, now=self.clock()
+                    )
+        except Exception:
+            self.counts.failed += len(rows)  # the page rolled back; the run fails with it
+            raise
         self.counts.inserted += written.inserted
         self.counts.updated += written.updated
         self.counts.unchanged += written.unchanged

@@ -273,3 +273,23 @@ def test_lock_lost_mid_run_stops_writing(
     result = sync(WOO, full=True)
     assert result.status is RunStatus.INTERRUPTED
     assert "lost" in (result.error or "")
+
+
+def test_database_failure_fails_the_run_and_counts_the_page(
+    sync: Callable[..., Any], woo: FakeWoo, sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build_catalog(woo)
+    from sqlalchemy.exc import OperationalError
+
+    from worker.sync import context
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(context, "upsert_page", broken)
+    with pytest.raises(OperationalError):
+        sync(WOO, full=True)
+    run = runs(sqlite_engine)[-1]
+    # the first page: products 100-102 and the two variations of 100, stored together
+    assert run["status"] == "failed" and run["failed"] == 5 and "disk I/O error" in run["error"]
+    assert state(sqlite_engine, WOO.value)["last_status"] == "failed"
