@@ -1,6 +1,38 @@
 -- Report an outcome at once. ARGV 16: 'fail', 'ok', 'release' (the call was cancelled: give the
 -- permit back, count nothing) or 'flush' (only apply pending successes); 17: generation at admission;
 -- 18: half-open permit token or ''; 19: short error label (never a message: no secrets).
+-- Fast path, above the shared helpers (see admit.lua): a failure in CLOSED that trips nothing,
+-- with nothing buffered and the newest window bucket current, so every bucket in the window is
+-- live (the bucket's opening trimmed the rest). It reads everything first and falls through to
+-- the full rules, having written nothing, whenever the failure would trip the breaker.
+if ARGV[16] == 'fail' and ARGV[12] == '0' and ARGV[15] == '0' then
+  local S, W = KEYS[1], KEYS[2]
+  local t = redis.call('TIME')
+  local now = t[1] + t[2] / 1000000
+  local idx = math.floor(now / tonumber(ARGV[3]))
+  local v = redis.call('HMGET', S, 'state', 'gen', 'fseq', 'okseq', 'wb')
+  local gen = v[2] or '0'
+  if (v[1] or 'closed') == 'closed' and gen == ARGV[17] and tonumber(v[5]) == idx then
+    local fseq, okseq = tonumber(v[3] or '0') + 1, tonumber(v[4] or '0')
+    local calls, fails = 1, 1 -- this failure, then the window's buckets
+    local all = redis.call('HGETALL', W)
+    for k = 1, #all, 2 do
+      if string.sub(all[k], 1, 1) == 'c' then
+        calls = calls + tonumber(all[k + 1])
+      else
+        fails = fails + tonumber(all[k + 1])
+      end
+    end
+    local rate_trips = calls >= tonumber(ARGV[4]) and fails >= tonumber(ARGV[2]) * calls
+    if fseq - okseq < tonumber(ARGV[1]) and not rate_trips then
+      redis.call('HINCRBY', S, 'fails', 1)
+      redis.call('HSET', S, 'fseq', fseq, 'last_fail_at', string.format('%.6f', now), 'last_fail_err', ARGV[19])
+      redis.call('HINCRBY', W, 'c' .. idx, 1)
+      redis.call('HINCRBY', W, 'f' .. idx, 1)
+      return '1 closed ' .. gen .. ' 0.000000 - ' .. fseq .. ' ' .. okseq .. ' - - -'
+    end
+  end
+end
 --#include common
 apply_pending()
 local kind, gen, token = ARGV[16], tonumber(ARGV[17]), ARGV[18]
