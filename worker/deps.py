@@ -49,7 +49,9 @@ def get_session_factory() -> sessionmaker[Session]:
 
 @lru_cache(maxsize=1)
 def get_event_log() -> EventLog:
-    return EventLog(get_engine(), get_redis(), get_settings())
+    # Its own engine and Redis client with short timeouts: on SQLite the shared engine would wait
+    # 30 s for the run's open write transaction before spooling the event.
+    return EventLog.from_settings(get_settings())
 
 
 @lru_cache(maxsize=2)
@@ -78,6 +80,8 @@ def _reset_after_fork() -> None:
     if get_engine.cache_info().currsize:
         # close=False: the parent still owns those sockets; closing them here would break its sessions.
         get_engine().dispose(close=False)
+    if get_event_log.cache_info().currsize:
+        get_event_log().forget_connections_after_fork()
     reset()
 
 

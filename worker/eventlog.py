@@ -138,6 +138,10 @@ class EventLog:
         """Release the engine's connections (for an EventLog built by ``from_settings``)."""
         self._engine.dispose()
 
+    def forget_connections_after_fork(self) -> None:
+        """In a forked child: drop the parent's pooled connections without closing its sockets."""
+        self._engine.dispose(close=False)
+
     def record(
         self,
         event_type: str,
