@@ -1,7 +1,8 @@
 """A running sync's working state: normalise and store pages, checkpoint, count, poll for a stop.
 
 Both sources' passes drive their pages through ``RunContext``; the order is always normalise ->
-upsert -> checkpoint in the same transaction -> renew the lock -> poll ``should_stop``.
+renew the lock -> upsert, checkpoint and the run row's counts in one transaction -> poll
+``should_stop``. A heartbeat thread renews the lock in between (see ``lock.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from worker.errors import InvalidRecord
 from worker.sync.lock import RunLock
 from worker.sync.outcome import Counts
 from worker.sync.protocols import EventSink
+from worker.sync.runs import update_run_counts
 from worker.sync.sources import SourceSpec
 from worker.sync.state import save_checkpoint
 from worker.sync.store import upsert_page
@@ -98,34 +100,49 @@ class RunContext:
         checkpoint: dict[str, Any] | None = None,
         also: Callable[[Connection], None] | None = None,
     ) -> None:
-        """Upsert rows, run ``also`` and save the checkpoint in one transaction; then renew the lock."""
+        """Renew the lock, then upsert rows, run ``also`` and save the checkpoint in one transaction.
+
+        With a checkpoint, the run row's counts are saved in that transaction too, so progress is
+        visible while the run goes on (and never ahead of what is committed).
+        """
+        self.lock.extend()  # a run that lost its lock writes nothing more
+        before = self.counts.copy()
         try:
             with transaction(self.session_factory) as conn:
                 relax_durability(conn)
                 written = upsert_page(conn, self.spec, rows, self.clock())
                 if also is not None:
                     also(conn)
+                self.counts.inserted += written.inserted
+                self.counts.updated += written.updated
+                self.counts.unchanged += written.unchanged
                 if checkpoint is not None:
                     save_checkpoint(
                         conn, self.spec.source, full=self.full, checkpoint=checkpoint, now=self.clock()
                     )
+                    update_run_counts(conn, self.run_id, self.counts)
         except Exception:
-            self.counts.failed += len(rows)  # the page rolled back; the run fails with it
+            # The page rolled back (its variation deletions with it); the run fails with it.
+            self.counts.restore(before)
+            self.counts.failed += len(rows)
             raise
-        self.counts.inserted += written.inserted
-        self.counts.updated += written.updated
-        self.counts.unchanged += written.unchanged
-        self.lock.extend()
 
     def checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Commit a checkpoint on its own, then honour a stop request."""
+        """Commit a checkpoint (with the run row's counts) on its own, then honour a stop request."""
+        self.lock.extend()
         with transaction(self.session_factory) as conn:
             save_checkpoint(conn, self.spec.source, full=self.full, checkpoint=checkpoint, now=self.clock())
-        self.lock.extend()
+            update_run_counts(conn, self.run_id, self.counts)
         self.poll_stop()
 
     def poll_stop(self) -> None:
-        """Raise ``StopRequested`` when the worker wants this run to end; call only at a safe point."""
+        """Stop here if the worker wants this run to end or the lock is gone; call only at a safe point.
+
+        Raises:
+            StopRequested: ``should_stop()`` is true.
+            LockLost: the heartbeat found the lock expired or taken over.
+        """
+        self.lock.check()
         if self.should_stop():
             raise StopRequested
 

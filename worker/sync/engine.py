@@ -9,18 +9,19 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
 from sqlalchemy.orm import Session
 
+from worker import metrics
 from worker.errors import CircuitOpenError, UpstreamError
 from worker.logs import log_context
 from worker.settings import Settings
 from worker.sync.context import RunContext, StopRequested, transaction
-from worker.sync.lock import LockLost, RunLock
+from worker.sync.lock import LockHeartbeat, LockLost, RunLock
 from worker.sync.odoo_pass import run_odoo
 from worker.sync.outcome import Counts, RunStatus
 from worker.sync.protocols import EventSink
@@ -68,7 +69,8 @@ def run_sync(
     if not lock.acquire():
         return _skip_already_running(source, deps, full=full, task_id=task_id)
     try:
-        return _run_locked(source, deps, lock, full=full, task_id=task_id, should_stop=should_stop)
+        with LockHeartbeat(lock, settings.sync_lock_ttl_seconds / 3):
+            return _run_locked(source, deps, lock, full=full, task_id=task_id, should_stop=should_stop)
     finally:
         lock.release()
 
@@ -86,7 +88,25 @@ def _skip_already_running(
         payload={"run_id": run_id, "full": full, "task_id": task_id},
     )
     logger.info("sync skipped: another run holds the lock", extra={"source": source.value, "run_id": run_id})
+    metrics.record_sync_run(source.value, _mode(full), status.value, 0.0, Counts().as_dict())
     return RunResult(run_id, status)
+
+
+def _mode(full: bool) -> str:
+    return "full" if full else "incremental"
+
+
+@contextlib.contextmanager
+def _client_correlation(client: Any, correlation_id: str) -> Iterator[None]:
+    """Stamp the run's correlation id on the (process-cached) client's failure events, then clear it."""
+    if not hasattr(client, "correlation_id"):
+        yield
+        return
+    client.correlation_id = correlation_id
+    try:
+        yield
+    finally:
+        client.correlation_id = None
 
 
 def _start(source: SyncSource, deps: SyncDeps, *, full: bool, task_id: str | None) -> tuple[int, list[int]]:
@@ -130,7 +150,10 @@ def _run_locked(
         clock=deps.clock,
         started_at=deps.clock(),
     )
-    with log_context(correlation_id=ctx.correlation_id, sync_source=source.value, run_id=run_id):
+    with (
+        log_context(correlation_id=ctx.correlation_id, sync_source=source.value, run_id=run_id),
+        _client_correlation(deps.client, ctx.correlation_id),
+    ):
         try:
             result = _execute(ctx, deps)
         except Exception as exc:
@@ -194,6 +217,10 @@ def _close(ctx: RunContext, deps: SyncDeps, result: RunResult) -> None:
         details["retry_after"] = result.retry_after
         details["next_attempt_at"] = _next_attempt_at(deps, result.retry_after)
     now = deps.clock()
+    # Counted first: a database outage must not hide a run from the metrics as well.
+    duration = max(0.0, (now - ctx.started_at).total_seconds())
+    metrics.record_sync_run(ctx.spec.source.value, _mode(ctx.full), result.status.value, duration,
+                            result.counts.as_dict())  # fmt: skip
     with transaction(deps.session_factory) as conn:
         finish_run(conn, ctx.run_id, status=result.status, counts=result.counts, now=now,
                    error=result.error, details=details)  # fmt: skip

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 
 
@@ -34,6 +34,14 @@ class Counts:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+    def copy(self) -> Counts:
+        return replace(self)
+
+    def restore(self, saved: Counts) -> None:
+        """Go back to ``saved`` in place (the engine holds on to this object)."""
+        for name, value in saved.as_dict().items():
+            setattr(self, name, value)
 
     @property
     def written(self) -> int:

@@ -60,6 +60,11 @@ def finish_run(
     conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(**values))
 
 
+def update_run_counts(conn: Connection, run_id: int, counts: Counts) -> None:
+    """Progress of a running run; call inside the transaction of the page the counts include."""
+    conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(**counts.as_dict()))
+
+
 def record_skipped_run(
     conn: Connection,
     source: SyncSource,

@@ -125,3 +125,21 @@ def test_breaker_open_skips_with_next_attempt(
         )
         assert events.scalar_one() == 1
     assert details["next_attempt_at"]
+
+
+def test_upstream_failure_events_carry_the_run_correlation_id(
+    sim: WooCommerceSimulator, woo_deps: Any, clean_pg: Engine
+) -> None:
+    from sqlalchemy import text
+
+    deps = woo_deps(sim)
+    sim.faults.set(kind="status", status=503, rate=1.0)
+    failed = sync(deps)
+    assert failed.status is RunStatus.FAILED
+    with clean_pg.connect() as conn:
+        rows = conn.execute(
+            text("SELECT correlation_id FROM event_log WHERE event_type LIKE 'woocommerce.sync.failed.%'")
+        ).all()
+    assert rows  # every attempt's failure was recorded ...
+    assert {r.correlation_id for r in rows} == {f"{WOO.value}:{failed.run_id}"}  # ... under this run
+    assert deps.client.correlation_id is None  # the cached client does not lend it to the next caller
