@@ -10,25 +10,29 @@ if ARGV[16] == 'fail' and ARGV[12] == '0' and ARGV[15] == '0' then
   local t = redis.call('TIME')
   local now = t[1] + t[2] / 1000000
   local idx = math.floor(now / tonumber(ARGV[3]))
-  local v = redis.call('HMGET', S, 'state', 'gen', 'fseq', 'okseq', 'wb')
+  local v = redis.call('HMGET', S, 'state', 'gen', 'fseq', 'okseq', 'wb', 'fails')
   local gen = v[2] or '0'
   if (v[1] or 'closed') == 'closed' and gen == ARGV[17] and tonumber(v[5]) == idx then
     local fseq, okseq = tonumber(v[3] or '0') + 1, tonumber(v[4] or '0')
-    local calls, fails = 1, 1 -- this failure, then the window's buckets
+    local cf, ff = 'c' .. idx, 'f' .. idx
+    local calls, fails, bucket_calls, bucket_fails = 1, 1, 1, 1 -- this failure, then the window
     local all = redis.call('HGETALL', W)
     for k = 1, #all, 2 do
-      if string.sub(all[k], 1, 1) == 'c' then
-        calls = calls + tonumber(all[k + 1])
+      local field, n = all[k], tonumber(all[k + 1])
+      if string.sub(field, 1, 1) == 'c' then
+        calls = calls + n
+        if field == cf then bucket_calls = bucket_calls + n end
       else
-        fails = fails + tonumber(all[k + 1])
+        fails = fails + n
+        if field == ff then bucket_fails = bucket_fails + n end
       end
     end
     local rate_trips = calls >= tonumber(ARGV[4]) and fails >= tonumber(ARGV[2]) * calls
     if fseq - okseq < tonumber(ARGV[1]) and not rate_trips then
-      redis.call('HINCRBY', S, 'fails', 1)
-      redis.call('HSET', S, 'fseq', fseq, 'last_fail_at', string.format('%.6f', now), 'last_fail_err', ARGV[19])
-      redis.call('HINCRBY', W, 'c' .. idx, 1)
-      redis.call('HINCRBY', W, 'f' .. idx, 1)
+      -- Counters set from the values just read: the script runs alone, so this is an increment.
+      redis.call('HSET', S, 'fails', tonumber(v[6] or '0') + 1, 'fseq', fseq,
+        'last_fail_at', string.format('%.6f', now), 'last_fail_err', ARGV[19])
+      redis.call('HSET', W, cf, bucket_calls, ff, bucket_fails)
       return '1 closed ' .. gen .. ' 0.000000 - ' .. fseq .. ' ' .. okseq .. ' - - -'
     end
   end
