@@ -5,7 +5,13 @@ from __future__ import annotations
 import redis
 
 from worker.breaker.breaker import CircuitBreaker
-from worker.breaker.listeners import EventLogLike, EventLogListener, ListenerGroup, LoggingListener
+from worker.breaker.listeners import (
+    EventLogLike,
+    EventLogListener,
+    ListenerGroup,
+    LoggingListener,
+    MetricsListener,
+)
 from worker.breaker.policy import BreakerPolicy
 from worker.breaker.redis_store import RedisBreakerStore
 from worker.breaker.state import BreakerStats
@@ -54,7 +60,7 @@ def build_breaker(
         name,
         redis_client,
         BreakerPolicy.from_settings(breaker_settings(settings, name)),
-        listener=ListenerGroup(EventLogListener(event_log), LoggingListener()),
+        listener=ListenerGroup(EventLogListener(event_log), LoggingListener(), MetricsListener()),
         key_prefix=key_prefix(settings, name),
         retry_interval=settings.breaker_redis_retry_interval_seconds,
     )

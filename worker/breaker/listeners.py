@@ -119,6 +119,25 @@ class LoggingListener:
         )
 
 
+class MetricsListener:
+    """Counts the transitions this process caused (the state gauge itself is read from Redis)."""
+
+    def on_transition(
+        self,
+        name: str,
+        old: BreakerState,
+        new: BreakerState,
+        reason: str,
+        stats: dict[str, Any],
+    ) -> None:
+        from worker import metrics
+
+        metrics.record_breaker_transition(name, str(old), str(new))
+
+    def on_store_change(self, name: str, degraded: bool, detail: str) -> None:
+        return None
+
+
 class ListenerGroup:
     """Several listeners as one; each is isolated from the others' failures."""
 
