@@ -45,3 +45,9 @@ def test_raw_changes_count() -> None:
     row = normalize_product(sample("woo_product_simple.json"))
     raw = {**row["raw"], "meta_data": [{"key": "_supplier_ref", "value": "X"}]}
     assert content_hash(row) != content_hash({**row, "raw": raw})
+
+
+def test_hash_of_a_known_record_never_changes() -> None:
+    # Pinned: a changed hash function would rewrite every stored row on the next run.
+    row = normalize_product(sample("woo_product_variable.json"))
+    assert content_hash(row) == "f4b5c871d5c0c3c272fbc608f850e2db14a93206cfb1d49c4419a07b4a4dfc3e"
