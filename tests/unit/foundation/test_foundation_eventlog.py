@@ -18,10 +18,12 @@ from sqlalchemy import Engine, event, insert, select
 from sqlalchemy.orm import Session
 
 import worker.eventlog as eventlog_module
+import worker.eventspool as eventspool_module
 from models import Base, Supplier
 from models import EventLog as Row
 from worker.db import make_engine
-from worker.eventlog import EventLog, RedisSpool
+from worker.eventlog import EventLog
+from worker.eventspool import RedisSpool
 from worker.settings import Settings
 
 CANARY_KEY = "ck_canary_7f3a9b2c4d"
@@ -308,7 +310,7 @@ def test_a_file_flush_that_dies_after_commit_is_finished_without_duplicates(
         clock.tick()
     spool = Path(settings.event_spool_path)
 
-    monkeypatch.setattr(eventlog_module.FileClaim, "done", lambda self: None)  # "crash" before the unlink
+    monkeypatch.setattr(eventspool_module.FileClaim, "done", lambda self: None)  # "crash" before the unlink
     up = make_log(engine, None, settings, clock)
     assert up.flush_pending() == 2
     assert spool.exists()
