@@ -16,8 +16,16 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        from worker.celery_app import app
+        from worker.settings import SettingsError
 
+        try:
+            from worker.celery_app import app
+        except SettingsError as exc:
+            # `celery -A worker ...` would bury the list of problems under its own traceback.
+            import sys
+
+            print(f"syncworker: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         return app
     msg = f"module {__name__!r} has no attribute {name!r}"
     raise AttributeError(msg)
