@@ -23,7 +23,7 @@ from worker.sync.protocols import EventSink
 from worker.sync.runs import update_run_counts
 from worker.sync.sources import SourceSpec
 from worker.sync.state import save_checkpoint
-from worker.sync.store import upsert_page
+from worker.sync.store import PageWrite, prepare_rows, upsert_prepared
 
 Normalizer = Callable[[Mapping[str, Any]], dict[str, Any]]
 REASON_MAX = 500
@@ -54,6 +54,17 @@ def relax_durability(conn: Connection) -> None:
 def _invalid_id(raw: Mapping[str, Any]) -> str | None:
     value = raw.get("id")
     return str(value)[:64] if value is not None else None
+
+
+@dataclass(frozen=True)
+class StagedPage:
+    """A page ready to commit: prepared rows, what commits with them, and the counts it follows."""
+
+    prepared: list[dict[str, Any]]
+    size: int
+    checkpoint: dict[str, Any] | None
+    also: Callable[[Connection], None] | None
+    seen: tuple[int, int]  # (fetched, skipped) once this page was normalised
 
 
 @dataclass
@@ -100,32 +111,57 @@ class RunContext:
         checkpoint: dict[str, Any] | None = None,
         also: Callable[[Connection], None] | None = None,
     ) -> None:
-        """Renew the lock, then upsert rows, run ``also`` and save the checkpoint in one transaction.
+        """Stage and commit a page at once (see ``stage`` and ``commit``)."""
+        self.commit(self.stage(rows, checkpoint=checkpoint, also=also))
+
+    def stage(
+        self,
+        rows: Sequence[dict[str, Any]],
+        *,
+        checkpoint: dict[str, Any] | None = None,
+        also: Callable[[Connection], None] | None = None,
+    ) -> StagedPage:
+        """Hash and stamp a page's rows: the CPU half of a write, done by the thread that fetches."""
+        prepared = prepare_rows(self.spec, rows, self.clock())
+        seen = (self.counts.fetched, self.counts.skipped)
+        return StagedPage(prepared, len(rows), checkpoint, also, seen)
+
+    def commit(self, page: StagedPage) -> None:
+        """Renew the lock, then upsert, run ``also`` and save the checkpoint in one transaction.
 
         With a checkpoint, the run row's counts are saved in that transaction too, so progress is
-        visible while the run goes on (and never ahead of what is committed).
+        visible while the run goes on (and never ahead of what is committed). May run on a writer
+        thread while the fetching thread counts the next page: this only touches the write counts.
         """
         self.lock.extend()  # a run that lost its lock writes nothing more
-        before = self.counts.copy()
+        marked_before = self.counts.marked_deleted
         try:
             with transaction(self.session_factory) as conn:
                 relax_durability(conn)
-                written = upsert_page(conn, self.spec, rows, self.clock())
-                if also is not None:
-                    also(conn)
-                self.counts.inserted += written.inserted
-                self.counts.updated += written.updated
-                self.counts.unchanged += written.unchanged
-                if checkpoint is not None:
+                written = upsert_prepared(conn, self.spec, page.prepared)
+                if page.also is not None:
+                    page.also(conn)
+                if page.checkpoint is not None:
                     save_checkpoint(
-                        conn, self.spec.source, full=self.full, checkpoint=checkpoint, now=self.clock()
+                        conn, self.spec.source, full=self.full, checkpoint=page.checkpoint, now=self.clock()
                     )
-                    update_run_counts(conn, self.run_id, self.counts)
+                    update_run_counts(conn, self.run_id, self._progress(page, written))
         except Exception:
             # The page rolled back (its variation deletions with it); the run fails with it.
-            self.counts.restore(before)
-            self.counts.failed += len(rows)
+            self.counts.marked_deleted = marked_before
+            self.counts.failed += page.size
             raise
+        self.counts.inserted += written.inserted
+        self.counts.updated += written.updated
+        self.counts.unchanged += written.unchanged
+
+    def _progress(self, page: StagedPage, written: PageWrite) -> Counts:
+        progress = self.counts.copy()
+        progress.fetched, progress.skipped = page.seen
+        progress.inserted += written.inserted
+        progress.updated += written.updated
+        progress.unchanged += written.unchanged
+        return progress
 
     def checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Commit a checkpoint (with the run row's counts) on its own, then honour a stop request."""

@@ -38,11 +38,6 @@ class Counts:
     def copy(self) -> Counts:
         return replace(self)
 
-    def restore(self, saved: Counts) -> None:
-        """Go back to ``saved`` in place (the engine holds on to this object)."""
-        for name, value in saved.as_dict().items():
-            setattr(self, name, value)
-
     @property
     def written(self) -> int:
         return self.inserted + self.updated + self.marked_deleted

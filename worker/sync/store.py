@@ -1,4 +1,4 @@
-"""One ``INSERT ... ON CONFLICT DO UPDATE`` per page, writing only rows whose content changed.
+"""Page upserts (``INSERT ... ON CONFLICT DO UPDATE``), writing only rows whose content changed.
 
 The conflict update is guarded by ``content_hash IS DISTINCT`` (or a tombstone to clear), so an
 unchanged record is not rewritten at all: no new row version, no ``last_synced_at`` bump, and a
@@ -48,7 +48,11 @@ def upsert_page(
     conn: Connection, spec: SourceSpec, rows: Sequence[dict[str, Any]], now: dt.datetime
 ) -> PageWrite:
     """Upsert one page of normalised rows inside the caller's transaction."""
-    prepared = prepare_rows(spec, rows, now)
+    return upsert_prepared(conn, spec, prepare_rows(spec, rows, now))
+
+
+def upsert_prepared(conn: Connection, spec: SourceSpec, prepared: list[dict[str, Any]]) -> PageWrite:
+    """Upsert rows ``prepare_rows`` already hashed and stamped, inside the caller's transaction."""
     if not prepared:
         return PageWrite(0, 0, 0)
     if conn.dialect.name == "postgresql":

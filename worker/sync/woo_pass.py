@@ -24,6 +24,7 @@ from worker.sync.normalize_woo import normalize_product, normalize_variation
 from worker.sync.protocols import WooClientLike, WooPageLike
 from worker.sync.reconcile import mark_missing, mark_missing_variations, mark_orphaned_variations
 from worker.sync.state import Bookmark
+from worker.sync.writer import PageWriter
 
 LISTING_STATUS = {"products": "any", "trash": "trash"}
 FULL_PHASES = ("products", "trash", "reconcile")
@@ -82,8 +83,9 @@ def sync_listing(ctx: RunContext, client: WooClientLike, cp: dict[str, Any], poo
     """One listing (``status=any`` or ``trash``), page by page from the page after the checkpoint.
 
     A page is stored with the variations of its variable products and its checkpoint in one
-    transaction. The variations of the next page are already being fetched while this one is
-    written, so the database and upstream work at the same time; memory stays at two pages.
+    transaction. The variations of the next page are already being fetched, and that page is
+    normalised and hashed, while this one is written, so the database, upstream and our CPU work at
+    the same time; memory stays at three pages.
     """
     pages = client.iter_product_pages(
         modified_after=parse_iso(cp["modified_after"]),
@@ -91,13 +93,15 @@ def sync_listing(ctx: RunContext, client: WooClientLike, cp: dict[str, Any], poo
         status=LISTING_STATUS[cp["phase"]],
         start_page=int(cp["page"]) + 1,
     )
-    for page, rows, pending in _with_variations_ahead(ctx, client, pages, pool):
-        listings = [future.result() for future in pending]
-        for listing in listings:
-            normalize = functools.partial(normalize_variation, parent_id=listing.parent_id)
-            rows += ctx.normalize_page(listing.records, normalize)
-        ctx.write(rows, checkpoint={**cp, "page": page.page}, also=_variation_reconciler(ctx, listings))
-        ctx.poll_stop()
+    with PageWriter(ctx) as writer:
+        for page, rows, pending in _with_variations_ahead(ctx, client, pages, pool):
+            listings = [future.result() for future in pending]
+            for listing in listings:
+                normalize = functools.partial(normalize_variation, parent_id=listing.parent_id)
+                rows += ctx.normalize_page(listing.records, normalize)
+            checkpoint = {**cp, "page": page.page}
+            writer.submit(ctx.stage(rows, checkpoint=checkpoint, also=_variation_reconciler(ctx, listings)))
+            ctx.poll_stop()
 
 
 PageWork = tuple[WooPageLike, list[dict[str, Any]], list["Future[Variations]"]]

@@ -286,7 +286,7 @@ def test_database_failure_fails_the_run_and_counts_the_page(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise OperationalError("INSERT", {}, Exception("disk I/O error"))
 
-    monkeypatch.setattr(context, "upsert_page", broken)
+    monkeypatch.setattr(context, "upsert_prepared", broken)
     with pytest.raises(OperationalError):
         sync(WOO, full=True)
     run = runs(sqlite_engine)[-1]
