@@ -1,4 +1,4 @@
-"""Page upserts on PostgreSQL and SQLite: one statement per page, unchanged rows not rewritten."""
+"""Page upserts on PostgreSQL and SQLite: unchanged rows not rewritten, pages independent."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def upsert(engine: Engine, rows: list[dict[str, Any]], now: dt.datetime) -> tupl
         event.remove(engine, "before_cursor_execute", count)
     if engine.dialect.name == "sqlite":
         assert len(statements) == 1  # one INSERT ... ON CONFLICT per page, whatever its size
-    # PostgreSQL: one short statement per row, pipelined on the driver's cursor (not seen here)
+    # PostgreSQL: COPY into a staging table and one INSERT ... SELECT, on the driver cursor (not seen here)
     return written.inserted, written.updated, written.unchanged
 
 
@@ -114,3 +114,20 @@ def test_reappearing_record_clears_its_tombstone(engine: Engine) -> None:
 def test_repeated_key_within_a_page_keeps_the_last(engine: Engine) -> None:
     assert upsert(engine, [product(1, name="old"), product(1, name="new")], T1) == (1, 0, 0)
     assert stored(engine)[1]["name"] == "new"
+
+
+class Abandon(Exception):
+    pass
+
+
+def test_a_rolled_back_page_leaves_nothing_behind_for_the_next(engine: Engine) -> None:
+    # On PostgreSQL pages go through a per-session staging table: a page whose transaction rolled
+    # back must neither be stored nor be picked up by the next page on the same connection.
+    with pytest.raises(Abandon), engine.begin() as conn:
+        upsert_page(conn, SPEC, [product(1), product(2)], T1)
+        raise Abandon
+    assert upsert(engine, [product(3)], T1) == (1, 0, 0)
+    assert upsert(engine, [product(4), product(3, name="Renamed")], T2) == (1, 1, 0)
+    with engine.connect() as conn:
+        stored = conn.execute(select(Product.woo_id).order_by(Product.woo_id)).scalars().all()
+    assert stored == [3, 4]
