@@ -7,8 +7,10 @@ Each variant runs in a fresh subprocess (clean peak-RSS reading) against a fresh
 with the simulator (zero latency, no faults) in a process of its own so its catalog does not count.
 
 - engine:   the first ``run_sync`` (no watermark yet: every product, trashed ones and every variation,
-            pooled page prefetch, one INSERT ... ON CONFLICT per page), then a full run (re-reads
-            everything, writes nothing, reconciles ids) and a no-op incremental run, timed separately.
+            pooled page prefetch, a page's variations fetched concurrently, pages committed on a writer
+            thread while the next is prepared, COPY + one INSERT ... SELECT ... ON CONFLICT per page),
+            then a full run (re-reads everything, writes nothing, reconciles ids) and a no-op
+            incremental run, timed separately.
 - baseline: the official ``woocommerce`` client (one connection per request, sequential pages) and
             one ORM lookup-and-merge per row, committed per page.
 
@@ -263,7 +265,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--baseline-sizes", type=int, nargs="*", default=[10_000])
     parser.add_argument("--child", choices=("engine", "baseline"), help=argparse.SUPPRESS)
     args = parser.parse_args()
