@@ -14,6 +14,7 @@ from email.utils import parsedate_to_datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+import orjson
 import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
@@ -106,10 +107,34 @@ def parse_retry_after(value: str | None, now: Clock = utc_now) -> float | None:
     return max(0.0, (when - now()).total_seconds())
 
 
+# orjson turns an integer outside [-2**63, 2**64) into a float, silently losing digits, where
+# ``json.loads`` keeps it exact. Any such literal is a run of at least 19 digits; finding one in a copy
+# of the body with every digit mapped to "0" is a C-speed pass, a fraction of the decode itself.
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_DIGIT_RUN = b"0" * 19
+
+
+def parse_json(body: bytes) -> Any:
+    """Decode a JSON body to what ``json.loads`` gives; raises ``ValueError`` exactly where it would.
+
+    orjson decodes the bytes directly at about half the stdlib's cost per response. It is stricter
+    (it refuses a UTF-8 byte order mark, NaN/Infinity and lone surrogate escapes) and reads huge
+    integers as floats; such bodies take the stdlib path, so what decodes, to which values, and what
+    becomes ``MalformedPayload`` is unchanged. A long digit run inside a string (a barcode) only
+    sends that body down the slower path.
+    """
+    if _LONG_DIGIT_RUN in body.translate(_DIGITS_AS_ZERO):
+        return json.loads(body)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
+
 def describe_error_body(body: bytes) -> str | None:
     """The upstream's own words from a JSON error body (WooCommerce or Odoo JSON-2), if any."""
     try:
-        data = json.loads(body)
+        data = parse_json(body)
     except ValueError:
         return None
     if not isinstance(data, dict) or "message" not in data:

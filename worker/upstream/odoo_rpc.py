@@ -18,7 +18,7 @@ from worker.errors import (
     RetriableUpstreamError,
     UpstreamError,
 )
-from worker.upstream.http import HttpResponse, HttpTransport
+from worker.upstream.http import HttpResponse, HttpTransport, parse_json
 from worker.upstream.summary import scrub_text, truncate
 
 UPSTREAM = "odoo"
@@ -159,7 +159,7 @@ def parse_json2(resp: HttpResponse, operation: str) -> Any:
     try:
         if "json" not in content_type.lower():
             raise ValueError(content_type)
-        return json.loads(resp.body)
+        return parse_json(resp.body)
     except ValueError:
         msg = f"not a JSON-2 response (Content-Type {content_type or 'none'!r})"
         raise MalformedPayload(

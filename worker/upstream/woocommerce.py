@@ -7,7 +7,6 @@ pages ahead of the consumer.
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,7 +22,7 @@ from worker.errors import FatalUpstreamError, MalformedPayload
 from worker.settings import Settings
 from worker.upstream.calls import GuardedCall
 from worker.upstream.failures import FailureRecorder
-from worker.upstream.http import HttpResponse, HttpTransport
+from worker.upstream.http import HttpResponse, HttpTransport, parse_json
 from worker.upstream.paging import PageNumbers
 from worker.upstream.protocols import Breaker, EventSink
 from worker.upstream.retry import build_retrying
@@ -73,7 +72,7 @@ def parse_page(resp: HttpResponse, page: int, operation: str) -> WooPage:
         msg = f"expected JSON, got Content-Type {content_type or 'none'!r}"
         raise MalformedPayload(msg, **ctx)
     try:
-        data = json.loads(resp.body)
+        data = parse_json(resp.body)
     except ValueError as exc:
         msg = f"unparseable JSON body ({exc.__class__.__name__}: {exc})"
         raise MalformedPayload(msg, **ctx) from None
