@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 VOLATILE_RAW_KEYS = frozenset({"_links"})
 # Bookkeeping columns that say when we synced, not what upstream holds.
 NOT_CONTENT = frozenset({"content_hash", "first_synced_at", "last_synced_at", "deleted_at"})
@@ -31,14 +33,42 @@ def _default(value: Any) -> Any:
     raise TypeError(msg)
 
 
-# One encoder for the process: ``json.dumps`` with non-default options builds a new one per call,
-# which costs a third of hashing a typical product. The encoder holds no state between calls.
+# The stdlib form, kept for records orjson refuses. One encoder for the process: ``json.dumps`` with
+# non-default options builds a new one per call.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default)
+
+# The canonical form is orjson's: keys sorted, no whitespace, UTF-8 unescaped. It costs about a
+# quarter of the stdlib encoder and writes the same bytes for everything a record holds except floats
+# below 1e-4 in magnitude (``1e-7`` and ``0.00005`` where the stdlib writes ``1e-07`` and ``5e-05``)
+# and NaN/Infinity (``null``). Stored hashes therefore stay valid across the switch; only a record
+# holding such a float is rewritten, once, on the first run after it.
+# Datetimes go through ``_default`` rather than orjson's own RFC 3339 form so that an aware datetime
+# is rendered in UTC whatever its zone, as before.
+_ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def canonical_json_bytes(value: Any) -> bytes:
+    """Stable across runs and processes: sorted keys, no whitespace, Decimal as text, UTF-8.
+
+    orjson refuses some values the stdlib encodes: integers beyond 64 bits and non-string dict keys
+    (TypeError via ``orjson.JSONEncodeError``). A record holding one is encoded by the stdlib encoder
+    instead, so an odd upstream payload still hashes (and still hashes the same on every run) rather
+    than failing the page. orjson writes a NaN or ±Infinity float as ``null``: a field going from
+    null to NaN is not a change. Upstream JSON decoded by orjson cannot hold them (it refuses the
+    literals); only a body that fell back to the stdlib decoder can, and checking every float of
+    every record would cost more than the encoder saves.
+    """
+    try:
+        return orjson.dumps(value, default=_default, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        # ``surrogatepass``: a lone surrogate from a ``\ud800`` escape upstream hashes instead of
+        # failing the page.
+        return _CANONICAL.encode(value).encode("utf-8", "surrogatepass")
 
 
 def canonical_json(value: Any) -> str:
-    """Stable across runs and processes: sorted keys, no whitespace, Decimal as text."""
-    return _CANONICAL.encode(value)
+    """The canonical form as text."""
+    return canonical_json_bytes(value).decode("utf-8")
 
 
 def content_hash(row: Mapping[str, Any]) -> str:
@@ -47,4 +77,4 @@ def content_hash(row: Mapping[str, Any]) -> str:
     raw = content.get("raw")
     if isinstance(raw, Mapping):
         content["raw"] = {k: v for k, v in raw.items() if k not in VOLATILE_RAW_KEYS}
-    return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json_bytes(content)).hexdigest()
