@@ -10,6 +10,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker import jsonio
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -33,6 +35,7 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
 def make_engine(url: str, *, connect_timeout: int = 5, **kwargs: Any) -> Engine:
     """An engine that fails fast when the database is unreachable instead of hanging."""
     url = normalize_url(url)
+    kwargs.setdefault("json_serializer", jsonio.dumps)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _tune_sqlite)
