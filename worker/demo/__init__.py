@@ -44,8 +44,18 @@ def _banner(stack: DemoStack, out: Console) -> None:
         "events --follow",
         "sync woocommerce-products --wait",
     ):
-        out.print(f"  env $(cat {env_file}) syncworker {cmd}")
+        out.print(f"  env $(cat {env_file}) {_cli()} {cmd}")
     out.print("\nBeat keeps scheduling syncs. Press Ctrl-C to stop everything.\n")
+
+
+def _cli() -> str:
+    """How to call the CLI from another shell: bare when it is on PATH, else beside this Python."""
+    import shutil
+
+    if shutil.which("syncworker"):
+        return "syncworker"
+    beside = Path(sys.executable).parent / "syncworker"
+    return str(beside) if beside.exists() else "syncworker"
 
 
 def run_demo(settings: Settings, *, workdir: Path, once: bool) -> int:
