@@ -18,9 +18,10 @@ from worker.errors import (
     RetriableUpstreamError,
     UpstreamError,
 )
+from worker.settings import Settings
 from worker.upstream.failures import FailureRecorder
-from worker.upstream.protocols import Breaker
-from worker.upstream.retry import with_attempt_hook
+from worker.upstream.protocols import Breaker, EventSink
+from worker.upstream.retry import build_retrying, with_attempt_hook
 
 T = TypeVar("T")
 
@@ -63,6 +64,35 @@ class GuardedCall:
         except (UpstreamError, CircuitOpenError) as exc:
             self._recorder.record(exc, operation, attempts, final=True)
             raise
+
+
+class GuardedClient:
+    """What every upstream client shares: failures recorded under the run's id, calls guarded once."""
+
+    def _guard_calls(
+        self,
+        upstream: str,
+        settings: Settings,
+        breaker: Breaker,
+        event_log: EventSink,
+        retrying: tenacity.Retrying | None,
+        *,
+        base_url: str,
+        correlation_id: str | None,
+    ) -> None:
+        self._recorder = FailureRecorder(
+            upstream, event_log, breaker, settings, base_url=base_url, correlation_id=correlation_id
+        )
+        self._guarded = GuardedCall(breaker, retrying or build_retrying(settings), self._recorder)
+
+    @property
+    def correlation_id(self) -> str | None:
+        """The run id written on failure rows; settable, since clients outlive one run."""
+        return self._recorder.correlation_id
+
+    @correlation_id.setter
+    def correlation_id(self, value: str | None) -> None:
+        self._recorder.correlation_id = value
 
 
 # Most specific first: the label says why a call failed without a trip to the event log.

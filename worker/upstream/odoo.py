@@ -17,13 +17,11 @@ import tenacity
 
 from worker.errors import FatalUpstreamError
 from worker.settings import Settings
-from worker.upstream.calls import GuardedCall
-from worker.upstream.failures import FailureRecorder
+from worker.upstream.calls import GuardedClient
 from worker.upstream.http import HttpTransport
 from worker.upstream.odoo_rpc import UPSTREAM, Json2, OdooRpc, XmlRpc
 from worker.upstream.paging import OdooCursor
 from worker.upstream.protocols import Breaker, EventSink
-from worker.upstream.retry import build_retrying
 
 MODEL = "res.partner"
 SUPPLIER_DOMAIN: list[Any] = [("supplier_rank", ">", 0)]
@@ -47,7 +45,7 @@ class OdooPage:
     next_cursor: OdooCursor
 
 
-class OdooClient:
+class OdooClient(GuardedClient):
     """Reads suppliers over XML-RPC or JSON-2; every request goes retry -> breaker -> transport."""
 
     def __init__(
@@ -77,20 +75,9 @@ class OdooClient:
         self._page_size = settings.odoo_page_size
         self._overlap = timedelta(seconds=settings.sync_overlap_seconds)
         self._field_types: dict[str, str] | None = None
-        recorder = FailureRecorder(
-            UPSTREAM, event_log, breaker, settings, base_url=url, correlation_id=correlation_id
+        self._guard_calls(
+            UPSTREAM, settings, breaker, event_log, retrying, base_url=url, correlation_id=correlation_id
         )
-        self._recorder = recorder
-        self._guarded = GuardedCall(breaker, retrying or build_retrying(settings), recorder)
-
-    @property
-    def correlation_id(self) -> str | None:
-        """The run id written on failure rows; settable, since clients outlive one run."""
-        return self._recorder.correlation_id
-
-    @correlation_id.setter
-    def correlation_id(self, value: str | None) -> None:
-        self._recorder.correlation_id = value
 
     @property
     def protocol(self) -> str:

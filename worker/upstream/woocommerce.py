@@ -20,12 +20,10 @@ from requests.auth import HTTPBasicAuth
 
 from worker.errors import FatalUpstreamError, MalformedPayload
 from worker.settings import Settings
-from worker.upstream.calls import GuardedCall
-from worker.upstream.failures import FailureRecorder
+from worker.upstream.calls import GuardedClient
 from worker.upstream.http import HttpResponse, HttpTransport, parse_json
 from worker.upstream.paging import PageNumbers
 from worker.upstream.protocols import Breaker, EventSink
-from worker.upstream.retry import build_retrying
 
 UPSTREAM = "woocommerce"
 API_PATH = "/wp-json/wc/v3"
@@ -99,7 +97,7 @@ def check_advances(page: WooPage, previous_first: int | None, operation: str) ->
     return first
 
 
-class WooCommerceClient:
+class WooCommerceClient(GuardedClient):
     """Reads products and variations; every request goes retry -> breaker -> transport."""
 
     def __init__(
@@ -133,21 +131,10 @@ class WooCommerceClient:
             }
         else:
             self._auth = HTTPBasicAuth(key.get_secret_value(), secret.get_secret_value())
-        recorder = FailureRecorder(
-            UPSTREAM, event_log, breaker, settings,
+        self._guard_calls(
+            UPSTREAM, settings, breaker, event_log, retrying,
             base_url=settings.woocommerce_url, correlation_id=correlation_id,
         )  # fmt: skip
-        self._recorder = recorder
-        self._guarded = GuardedCall(breaker, retrying or build_retrying(settings), recorder)
-
-    @property
-    def correlation_id(self) -> str | None:
-        """The run id written on failure rows; settable, since clients outlive one run."""
-        return self._recorder.correlation_id
-
-    @correlation_id.setter
-    def correlation_id(self, value: str | None) -> None:
-        self._recorder.correlation_id = value
 
     def iter_product_pages(
         self,
