@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import email.utils
 import json
 import socket
 import threading
 import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
@@ -31,10 +34,26 @@ class Simulator(abc.ABC):
     """Base of the upstream simulators: a context manager around a loopback server."""
 
     def __init__(
-        self, *, faults: FaultInjector | None = None, host: str = "127.0.0.1", port: int = 0
+        self,
+        *,
+        faults: FaultInjector | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.faults = faults if faults is not None else FaultInjector()
         self._server = _ServerControl(self, host, port)
+        self._base_clock = clock or (lambda: datetime.now(UTC))
+        # The upstream's clock is its own: real servers drift hours from the worker's, and every
+        # timestamp they stamp and every ``Date`` header they send follows their clock, not ours.
+        self.skew = timedelta(0)
+        # Called with each API request before it is answered: a test mutates the catalog here to
+        # model activity landing *between* the page requests of a running sync.
+        self.before_request: Callable[[Request], None] | None = None
+
+    def now(self) -> datetime:
+        """The upstream's clock (the base clock plus ``skew``)."""
+        return self._base_clock() + self.skew
 
     @abc.abstractmethod
     def handle(self, request: Request) -> Response:
@@ -257,6 +276,9 @@ class _Handler(BaseHTTPRequestHandler):
             if decision.latency_s > 0 and control.stopping.wait(decision.latency_s):
                 self.close_connection = True
                 return
+            hook = control.simulator.before_request
+            if hook is not None:
+                hook(request)
             if decision.fault is None:
                 self.send(control.simulator.handle(request))
             else:
@@ -289,6 +311,11 @@ class _Handler(BaseHTTPRequestHandler):
         if request.method == "GET":
             return json_response(200, faults.snapshot())
         return json_response(405, {"error": "use GET, POST or DELETE"})
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        # The ``Date`` header follows the simulated upstream's clock, skew included.
+        when = self.server.control.simulator.now() if timestamp is None else None
+        return email.utils.formatdate(when.timestamp() if when else timestamp, usegmt=True)
 
     def send(self, response: Response, *, declared_length: int | None = None) -> None:
         """Write status, headers and body; ``declared_length`` lets a fault lie about the length."""

@@ -69,11 +69,11 @@ class OdooSimulator(Simulator):
         db: str = "sandbox",
         login: str = "admin",
     ) -> None:
-        super().__init__(faults=faults, host=host, port=port)
+        super().__init__(faults=faults, host=host, port=port, clock=clock)
         self.version = version
         self.major = int(version.split(".")[0])
         self.xmlrpc_enabled = xmlrpc_enabled or self.major < 19
-        self.catalog = OdooCatalog(seed, size, clock=clock)
+        self.catalog = OdooCatalog(seed, size, clock=self.now)
         self.model = PartnerModel(self.catalog, self.major)
         self.db = db
         self.login = login

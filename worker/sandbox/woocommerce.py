@@ -56,8 +56,8 @@ class WooCommerceSimulator(Simulator):
         port: int = 0,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        super().__init__(faults=faults, host=host, port=port)
-        self.catalog = WooCatalog(seed, size, clock=clock)
+        super().__init__(faults=faults, host=host, port=port, clock=clock)
+        self.catalog = WooCatalog(seed, size, clock=self.now)
         self.consumer_key = "ck_" + hex_token(seed, 101, 40)
         self.consumer_secret = "cs_" + hex_token(seed, 102, 40)
 

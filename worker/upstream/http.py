@@ -91,6 +91,17 @@ class HttpResponse:
         return response_summary(self.status_code, self.headers, self.body)
 
 
+def parse_http_date(value: str | None) -> datetime | None:
+    """An HTTP ``Date`` header as an aware UTC datetime; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
 def parse_retry_after(value: str | None, now: Clock = utc_now) -> float | None:
     """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
     if not value:
@@ -168,6 +179,9 @@ class HttpTransport:
         self.timeouts = (settings.http_connect_timeout, settings.http_read_timeout)
         self.max_bytes = settings.http_max_response_bytes
         self._clock = clock
+        # The upstream's own clock, from the ``Date`` header of the latest answer: cursors and
+        # watermarks must be in the clock that stamps the records, never the worker's.
+        self.server_date: datetime | None = None
 
     def request(
         self,
@@ -200,6 +214,7 @@ class HttpTransport:
         error_cls = error_for_status(resp.status_code)
         if error_cls is not None:
             raise self._status_error(error_cls, resp.status_code, headers, body, ctx)
+        self.server_date = parse_http_date(headers.get("Date")) or self.server_date
         return HttpResponse(resp.status_code, headers, body, described)
 
     def _read_limited(self, resp: requests.Response, ctx: dict[str, Any]) -> bytes:

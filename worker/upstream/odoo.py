@@ -79,6 +79,10 @@ class OdooClient(GuardedClient):
             UPSTREAM, settings, breaker, event_log, retrying, base_url=url, correlation_id=correlation_id
         )
 
+    def server_time(self) -> datetime | None:
+        """The upstream's clock at its latest answer (its ``Date`` header), None before any."""
+        return self._transport.server_date
+
     @property
     def protocol(self) -> str:
         """``xmlrpc`` or ``json2``: from settings, or detected once from the server version."""

@@ -136,6 +136,10 @@ class WooCommerceClient(GuardedClient):
             base_url=settings.woocommerce_url, correlation_id=correlation_id,
         )  # fmt: skip
 
+    def server_time(self) -> datetime | None:
+        """The upstream's clock at its latest answer (its ``Date`` header), None before any."""
+        return self._transport.server_date
+
     def iter_product_pages(
         self,
         *,
