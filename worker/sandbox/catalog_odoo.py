@@ -2,6 +2,8 @@
 
 Empty values are ``False`` (XML-RPC has no null), booleans are real booleans, many2one fields are
 ``[id, "display name"]`` and datetimes are naive UTC strings, as the real ORM returns them.
+Like Odoo 17, ``write_date``/``create_date`` are stored with microseconds (domains and ordering see
+those) but rendered truncated to the second, and one ``write`` stamps all its records alike.
 """
 
 from __future__ import annotations
@@ -9,10 +11,9 @@ from __future__ import annotations
 import calendar
 import random
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any
 
@@ -21,6 +22,7 @@ from worker.sandbox.rng import record_rng
 ANCHOR = calendar.timegm((2025, 6, 1, 12, 0, 0))
 HISTORY_SECONDS = 3 * 365 * 86400
 NAME_SALT = 21
+STAMP_SALT = 23
 COMPANY = [1, "My Company (San Francisco)"]
 FIRST = ("Ana", "Bruno", "Chloé", "Dmitri", "Eva", "François", "Gül", "Hiro", "Inês", "Jürgen", "Kasia")
 LAST = ("Martins", "Okafor", "Dubois", "Ivanov", "Søndergaard", "Öztürk", "Tanaka", "Núñez", "Smith")
@@ -47,8 +49,13 @@ INDEXED = ("id", "is_company", "parent_id", "active", "supplier_rank", "write_da
 DIRECT = frozenset({"id", "is_company", "active", "supplier_rank", "write_date", "create_date"})
 
 
-def odoo_datetime(ts: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+def odoo_datetime(stamp: datetime) -> str:
+    """A stored stamp as the API returns it: the microseconds are dropped."""
+    return stamp.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def naive_utc(when: datetime) -> datetime:
+    return when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo is not None else when
 
 
 @dataclass(slots=True)
@@ -58,8 +65,8 @@ class _Partner:
     parent_id: int
     active: bool
     supplier_rank: int
-    create_date: str
-    write_date: str
+    create_date: datetime  # naive UTC, with microseconds, as PostgreSQL stores it
+    write_date: datetime
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -87,15 +94,12 @@ class OdooCatalog:
             rank = rng.randint(1, 20) if rng.random() < (0.5 if is_company else 0.1) else 0
             created = start + (HISTORY_SECONDS * i) // max(size, 1) + rng.randrange(3600)
             written = created + (rng.randrange(max(1, ANCHOR - created)) if rng.random() < 0.5 else 0)
-            partner = _Partner(
-                self._new_id(),
-                is_company,
-                parent,
-                rng.random() > 0.07,
-                rank,
-                odoo_datetime(created),
-                odoo_datetime(written),
-            )
+            pid, active = self._new_id(), rng.random() > 0.07
+            # Microseconds from their own generator, so the sequence above (the catalog) is unchanged.
+            micros = record_rng(self.seed, STAMP_SALT, pid).randrange(1_000_000)
+            create_stamp = datetime(1970, 1, 1) + timedelta(seconds=created, microseconds=micros)
+            write_stamp = create_stamp + timedelta(seconds=written - created)
+            partner = _Partner(pid, is_company, parent, active, rank, create_stamp, write_stamp)
             self._partners[partner.id] = partner
             if is_company:
                 companies.append(partner.id)
@@ -104,8 +108,8 @@ class OdooCatalog:
         self._next_id += 1
         return self._next_id - 1
 
-    def _now(self) -> int:
-        return int(self._clock().timestamp())
+    def _now(self) -> datetime:
+        return naive_utc(self._clock())
 
     # Reading -----------------------------------------------------------------------------------
 
@@ -215,8 +219,8 @@ class OdooCatalog:
             "comment": False,
             "type": "contact",
             "lang": rng.choice(("en_US", "fr_FR", "pt_BR")),
-            "write_date": p.write_date,
-            "create_date": p.create_date,
+            "write_date": odoo_datetime(p.write_date),
+            "create_date": odoo_datetime(p.create_date),
         }
         record.update(p.overrides)
         return record
@@ -226,7 +230,7 @@ class OdooCatalog:
     def create_partner(self, **fields: Any) -> dict[str, Any]:
         """A new partner stamped now; ``is_company``, ``parent_id`` (an id), ``supplier_rank``, ``active``."""
         with self._lock:
-            now = odoo_datetime(self._now())
+            now = self._now()
             partner = _Partner(
                 self._new_id(),
                 bool(fields.pop("is_company", False)),
@@ -241,12 +245,18 @@ class OdooCatalog:
             return self._render(partner)
 
     def change(self, partner_id: int, **fields: Any) -> dict[str, Any]:
-        """A ``write``: the fields change and ``write_date`` moves to now."""
+        """A ``write`` on one partner: the fields change and ``write_date`` moves to now."""
+        return self.write_many([partner_id], **fields)[0]
+
+    def write_many(self, partner_ids: Iterable[int], **fields: Any) -> list[dict[str, Any]]:
+        """One ``write`` on many partners (a mass edit, an import): one transaction, one stamp."""
         with self._lock:
-            partner = self._partners[partner_id]
-            self._apply(partner, fields)
-            partner.write_date = odoo_datetime(self._now())
-            return self._render(partner)
+            partners = [self._partners[pid] for pid in partner_ids]
+            now = self._now()
+            for partner in partners:
+                self._apply(partner, dict(fields))
+                partner.write_date = now
+            return [self._render(p) for p in partners]
 
     def archive(self, partner_id: int) -> dict[str, Any]:
         """``active = False``; archiving is a write, so ``write_date`` moves."""
@@ -271,8 +281,7 @@ class OdooCatalog:
         """Stamp ``write_date`` (a UTC datetime, or naive meaning UTC), e.g. to model a long transaction."""
         with self._lock:
             partner = self._partners[partner_id]
-            aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-            partner.write_date = odoo_datetime(int(aware.timestamp()))
+            partner.write_date = naive_utc(when)
             return self._render(partner)
 
     def _apply(self, partner: _Partner, fields: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 Products and variations share one id space (both are WordPress posts), so product ids have gaps.
 The index holds only what queries filter and sort on (type, status, dates); every other field is
 rendered from (seed, id) by ``woo_render`` and then overlaid with the fields a test changed.
+``related_ids`` is the one exception: the real server picks them at random on every read.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ TYPES = (("simple", 0.76), ("variable", 0.15), ("grouped", 0.03), ("external", 0
 STATUSES = (("publish", 0.84), ("draft", 0.04), ("private", 0.03), ("pending", 0.02))
 ALL_STATUSES = ("publish", "draft", "pending", "private", "future", "trash")
 INDEXED = ("id", "type", "status", "variations", "date_created", "date_created_gmt")
+# Fields that change between two reads of an unchanged record; a mirror must not hash them.
+VOLATILE_FIELDS = ("related_ids",)
+RELATED_COUNT = 5
 
 
 @dataclass(slots=True)
@@ -37,6 +41,8 @@ class _Post:
     parent_id: int = 0
     variations: list[int] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)
+    # The status a trashed post had, which restoring brings back (WordPress keeps it in post meta).
+    trashed_from: str = "publish"
 
 
 def _pick(rng: random.Random, table: tuple[tuple[str, float], ...], rest: str) -> str:
@@ -66,6 +72,10 @@ class WooCatalog:
         self._products: dict[int, _Post] = {}
         self._variations: dict[int, _Post] = {}
         self._cache: dict[tuple[Any, ...], list[int]] = {}
+        self._related_pool: list[int] | None = None
+        # Not the record rng: related_ids must differ between two reads of the same record.
+        # Replace it with a seeded ``random.Random`` to make a test's draws reproducible.
+        self.related_rng = random.Random()
         self._next_id = 10
         self._generate(size)
 
@@ -81,7 +91,11 @@ class WooCatalog:
             post = self._add_product(ptype, status, created, modified)
             for _ in range(rng.randint(2, 5) if ptype == "variable" else 0):
                 vmod = created + (rng.randrange(max(1, ANCHOR - created)) if rng.random() < 0.3 else 0)
-                self._add_variation(post, "private" if rng.random() < 0.05 else "publish", vmod)
+                variation = self._add_variation(post, "private" if rng.random() < 0.05 else "publish", vmod)
+                if status == "trash":
+                    # A trashed parent took its variations to the bin with it, at the same moment.
+                    variation.trashed_from, variation.status = variation.status, "trash"
+                    variation.modified = max(vmod, modified)
 
     def _new_id(self) -> int:
         self._next_id += 1
@@ -103,6 +117,14 @@ class WooCatalog:
 
     def _changed(self) -> None:
         self._cache.clear()
+        self._related_pool = None
+
+    def _related_ids(self, product_id: int) -> list[int]:
+        if self._related_pool is None:
+            self._related_pool = [p.id for p in self._products.values() if p.status == "publish"]
+        pool = self._related_pool
+        picks = self.related_rng.sample(pool, min(len(pool), RELATED_COUNT + 1))
+        return [i for i in picks if i != product_id][:RELATED_COUNT]
 
     # Reading -----------------------------------------------------------------------------------
 
@@ -226,12 +248,17 @@ class WooCatalog:
         yield from self.iter_variations()
 
     def _render(self, post: _Post) -> dict[str, Any]:
-        body = woo_render.product_body(
-            self.seed, post.id, post.type, post.variations, post.created, self.site_url
-        )
+        trashed = post.status == "trash"
+        # A trashed variable product lists no variations although they still exist, in the bin.
+        variations = [] if trashed else post.variations
+        body = woo_render.product_body(self.seed, post.id, post.type, variations, post.created, self.site_url)
         body.update(woo_render.dates(post.created, post.modified, SITE_OFFSET))
         body["status"] = post.status
-        return _overlay(body, post.overrides)
+        body = _overlay(body, post.overrides)
+        body["related_ids"] = self._related_ids(post.id)
+        if trashed:
+            _mark_trashed(body, post)
+        return body
 
     def _render_variation(self, post: _Post, parent: dict[str, Any]) -> dict[str, Any]:
         body = woo_render.variation_body(self.seed, post.id, parent, post.created, self.site_url)
@@ -241,10 +268,20 @@ class WooCatalog:
 
     # Mutations ---------------------------------------------------------------------------------
 
-    def create_product(self, *, variation_count: int | None = None, **fields: Any) -> dict[str, Any]:
-        """A new product stamped now; a variable product gets ``variation_count`` (default 2) variations."""
+    def create_product(
+        self,
+        *,
+        variation_count: int | None = None,
+        date_created: datetime | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """A new product stamped now; a variable product gets ``variation_count`` (default 2) variations.
+
+        ``date_created`` (aware, or naive meaning UTC) backdates it as an import does: WooCommerce
+        then sets ``date_modified`` to the same old date, yet the id is still a new, higher one.
+        """
         with self._lock:
-            now = self._now()
+            now = self._now() if date_created is None else _epoch(date_created)
             post = self._add_product("simple", "publish", now, now)
             try:
                 self._apply(post, fields)
@@ -254,38 +291,77 @@ class WooCatalog:
             default = 2 if post.type == "variable" else 0
             for _ in range(default if variation_count is None else variation_count):
                 self._add_variation(post, "publish", now)
+            if post.status == "trash":
+                self._move_variations(post, to_trash=True, now=now)
             self._changed()
             return self._render(post)
 
     def create_variation(self, product_id: int, **fields: Any) -> dict[str, Any]:
+        """A variation added through the REST API; saving it re-syncs and so re-stamps the parent."""
         with self._lock:
             parent = self._products[product_id]
             variation = self._add_variation(parent, str(fields.pop("status", "publish")), self._now())
             variation.created = variation.modified
             variation.overrides.update(_without_indexed(fields))
+            parent.modified = variation.modified
             self._changed()
             return self.get(variation.id)
 
     def change(self, product_id: int, **fields: Any) -> dict[str, Any]:
-        """Edit a product as the admin screen does: the fields change and ``date_modified`` moves."""
+        """Edit a product as the admin screen does: the fields change and ``date_modified`` moves.
+
+        ``status="trash"`` trashes its variations too; ``type`` away from ``variable`` force-deletes
+        them (WooCommerce's ``product_type_changed``), so their ids answer 404 afterwards.
+        """
         with self._lock:
             post = self._products[product_id]
+            was_type, was_status = post.type, post.status
             self._apply(post, fields)
-            post.modified = self._now()
+            now = self._now()
+            post.modified = now
+            if was_type == "variable" and post.type != "variable":
+                for variation_id in post.variations:
+                    self._variations.pop(variation_id, None)
+                post.variations.clear()
+            if post.status == "trash" and was_status != "trash":
+                post.trashed_from = was_status
+                self._move_variations(post, to_trash=True, now=now)
+            elif was_status == "trash" and post.status != "trash":
+                self._move_variations(post, to_trash=False, now=now)
             self._changed()
             return self._render(post)
 
+    def _move_variations(self, parent: _Post, *, to_trash: bool, now: int) -> None:
+        # wp_trash_post / wp_untrash_post run per variation, and each is a post update that stamps it.
+        for variation_id in parent.variations:
+            variation = self._variations[variation_id]
+            if to_trash and variation.status != "trash":
+                variation.trashed_from, variation.status = variation.status, "trash"
+            elif not to_trash and variation.status == "trash":
+                variation.status = variation.trashed_from
+            else:
+                continue
+            variation.modified = now
+
     def change_variation(self, product_id: int, variation_id: int, **fields: Any) -> dict[str, Any]:
-        """Edit one variation; only the variation's date moves, never the parent's."""
+        """Edit one variation through the REST API: the parent's ``date_modified`` moves too.
+
+        Measured on WooCommerce 9.9.5; releases before the parent re-sync on save did not do this.
+        """
         with self._lock:
             variation = self._variation_of(product_id, variation_id)
             self._apply(variation, fields)
             variation.modified = self._now()
+            self._products[product_id].modified = variation.modified
             self._changed()
             return self.get(variation_id)
 
     def change_stock(self, record_id: int, quantity: int) -> dict[str, Any]:
-        """Stock moved by an order: WooCommerce does NOT bump ``date_modified`` for this."""
+        """Stock moved by an order: WooCommerce does NOT bump ``date_modified`` for this.
+
+        Orders reduce stock with a direct meta update, not through the REST API, so neither the
+        record nor a variation's parent is re-stamped.
+        """
         with self._lock:
             post = self._products.get(record_id) or self._variations[record_id]
             post.overrides.update(
@@ -297,8 +373,28 @@ class WooCatalog:
             return self.get(record_id)
 
     def trash(self, product_id: int) -> dict[str, Any]:
-        """Move to the bin (status ``trash``); trashing is an update, so the date moves."""
+        """Move to the bin with its variations; trashing is an update, so the date moves."""
         return self.change(product_id, status="trash")
+
+    def restore(self, product_id: int) -> dict[str, Any]:
+        """Take a product (and its variations) out of the bin, back to the status it had before.
+
+        WooCommerce hooks ``wp_untrash_post_status`` so products do not fall back to WordPress's
+        ``draft`` default. Restoring is an update, so the date moves.
+        """
+        with self._lock:
+            post = self._products[product_id]
+            if post.status != "trash":
+                return self._render(post)
+            return self.change(product_id, status=post.trashed_from)
+
+    def backdate(self, product_id: int, when: datetime) -> dict[str, Any]:
+        """Set ``date_created`` to ``when`` as an import does; ``date_modified`` follows it (measured)."""
+        with self._lock:
+            post = self._products[product_id]
+            post.created = post.modified = _epoch(when)
+            self._changed()
+            return self._render(post)
 
     def delete(self, product_id: int) -> None:
         """Force delete: the product and its variations are gone, no tombstone."""
@@ -309,11 +405,27 @@ class WooCatalog:
             self._changed()
 
     def delete_variation(self, product_id: int, variation_id: int) -> None:
+        """Delete one variation through the REST API: the parent's ``date_modified`` moves too.
+
+        The REST controller defers a sync of the parent, which saves it -- the same save that makes
+        a variation edit bump its parent (measured on 9.9.5); the deletion itself was not measured.
+        """
         with self._lock:
             self._variation_of(product_id, variation_id)
-            self._products[product_id].variations.remove(variation_id)
+            parent = self._products[product_id]
+            parent.variations.remove(variation_id)
             del self._variations[variation_id]
+            parent.modified = self._now()
             self._changed()
+
+    def corrupt(self, record_id: int, **fields: Any) -> dict[str, Any]:
+        """Render a record with any field forced, ``id`` included (a plugin's broken filter, a bad
+        import): what a malformed record in a real listing looks like. Nothing else changes."""
+        with self._lock:
+            post = self._products.get(record_id) or self._variations[record_id]
+            post.overrides.update(fields)
+            self._changed()
+            return self.get(record_id)
 
     def bump(self, record_id: int, at: datetime | None = None) -> dict[str, Any]:
         """Touch ``date_modified`` only (to now, or to ``at``, a UTC datetime)."""
@@ -339,6 +451,24 @@ class WooCatalog:
         if "type" in fields and post.parent_id == 0:
             post.type = str(fields.pop("type"))
         post.overrides.update(_without_indexed(fields))
+
+
+def _epoch(when: datetime) -> int:
+    return int((when if when.tzinfo is not None else when.replace(tzinfo=UTC)).timestamp())
+
+
+def _mark_trashed(body: dict[str, Any], post: _Post) -> None:
+    """What WordPress leaves on a trashed post: a mangled slug, a bare permalink, trash meta."""
+    slug = str(body["slug"])
+    body["slug"] = f"{slug}__trashed"
+    body["permalink"] = body["permalink"].split("/product/", 1)[0] + f"/?post_type=product&p={post.id}"
+    first = post.id * 10 + 7
+    body["meta_data"] = [
+        *body["meta_data"],
+        {"id": first, "key": "_wp_trash_meta_status", "value": post.trashed_from},
+        {"id": first + 1, "key": "_wp_trash_meta_time", "value": str(post.modified)},
+        {"id": first + 2, "key": "_wp_desired_post_slug", "value": slug},
+    ]
 
 
 def _without_indexed(fields: dict[str, Any]) -> dict[str, Any]:

@@ -2,13 +2,14 @@
 
 Semantics follow the ORM's SQL: empty values (``False``) never satisfy ``<``/``>``/``ilike``, but do
 satisfy ``!=`` and ``not in`` (Odoo adds ``OR col IS NULL``); many2one leaves compare ids, or the
-display name when the operand is a string.
+display name when the operand is a string. Datetime leaves compare the stored value (microseconds
+included) with the operand read as naive UTC, as PostgreSQL compares ``timestamp`` columns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 Predicate = Callable[[Any], bool]
@@ -96,9 +97,12 @@ def _leaf(
     if op not in OPERATORS:
         msg = f"Invalid operator {op!r} in leaf {leaf!r}"
         raise InvalidDomain(msg)
-    operand = _normalize(operand)
-    test = _matcher(op, operand)
     read = accessor(field)
+    if fields[field] == "datetime":
+        operand, read = _as_datetime(operand), _stamps(read)
+    else:
+        operand = _normalize(operand)
+    test = _matcher(op, operand)
     if field in many2one:
         by_name = isinstance(operand, str)
         return lambda row: test(_m2o(read(row), by_name))
@@ -122,6 +126,32 @@ def _matcher(op: str, operand: Any) -> Callable[[Any], bool]:
     if op == "=" and not _empty(operand):
         return lambda value: bool(value == operand)
     return lambda value: _compare(value, op, operand)
+
+
+def _as_datetime(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [_as_datetime(v) for v in value]
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            msg = f"Invalid datetime {value!r}"
+            raise InvalidDomain(msg) from None
+    return value
+
+
+def _stamps(read: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Reads a datetime field as a ``datetime`` whether the row holds one or its string."""
+
+    def stamp(row: Any) -> Any:
+        value = read(row)
+        return datetime.fromisoformat(value) if isinstance(value, str) and value else value
+
+    return stamp
 
 
 def _normalize(operand: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +15,9 @@ ORDERBY = ("date", "id", "include", "title", "slug", "price", "popularity", "rat
            "menu_order", "modified")  # fmt: skip
 # Sort keys the catalog indexes; the others are valid WordPress values the simulator does not model.
 MODELLED_ORDERBY = ("date", "id", "include", "modified", "menu_order", "title", "slug")
+# WordPress's rest_parse_date pattern: a full date-time, seconds required, optional fraction and
+# zone. A date alone is "Invalid date." (measured, 9.9.5), though Python would happily parse it.
+RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}(?::\d{2})?)?$")
 
 
 class InvalidParam(Exception):
@@ -105,7 +109,9 @@ def _date(request: Request, name: str, gmt: bool) -> int | None:
     if not raw:
         return None
     try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        if not RFC3339.match(raw):
+            raise ValueError(raw)
+        parsed = datetime.fromisoformat(raw.replace("z", "Z").replace("Z", "+00:00"))
     except ValueError:
         raise InvalidParam(name, "Invalid date.", "rest_invalid_date") from None
     if parsed.tzinfo is not None:

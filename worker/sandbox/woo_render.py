@@ -173,6 +173,8 @@ def product_body(
         "reviews_allowed": True,
         "average_rating": "0.00",
         "rating_count": 0,
+        # Replaced per read by the catalog; still drawn so every later draw, and so every
+        # generated catalog, stays what it was.
         "related_ids": sorted(rng.sample(range(10, 10 + 50), 5)),
         "upsell_ids": [],
         "cross_sell_ids": [],
@@ -231,7 +233,9 @@ def variation_body(
         "id": variation_id,
         "parent_id": pid,
         "description": "",
-        "permalink": f"{parent['permalink']}?attribute_pa_color={color.lower()}",
+        # A trashed parent's permalink is already a query URL (``?post_type=product&p=N``).
+        "permalink": f"{parent['permalink']}{'&' if '?' in parent['permalink'] else '?'}"
+        f"attribute_pa_color={color.lower()}",
         "sku": f"{parent['sku'] or 'VAR'}-{variation_id}" if own_sku else parent["sku"],
         "price": sale or regular,
         "regular_price": regular,

@@ -80,6 +80,8 @@ class RunContext:
     clock: Callable[[], dt.datetime]
     started_at: dt.datetime
     counts: Counts = field(default_factory=Counts)
+    # Why this run cannot vouch for the whole mirror (a reconciliation it had to skip): ends ``partial``.
+    incomplete: list[str] = field(default_factory=list)
 
     def normalize_page(
         self, raws: Sequence[Mapping[str, Any]], normalize: Normalizer
@@ -186,6 +188,11 @@ class RunContext:
         """Keep the lock while a long comparison runs, and stop if asked (abandoning the comparison)."""
         self.lock.extend()
         self.poll_stop()
+
+    def note_incomplete(self, event_type: str, payload: dict[str, Any]) -> None:
+        """Record why part of this run's evidence was unusable; the run then ends ``partial``."""
+        self.incomplete.append(str(payload.get("reason", event_type)))
+        self.record_event(event_type, payload)
 
     def record_event(self, event_type: str, payload: dict[str, Any]) -> None:
         """An event about this run (``record`` never raises)."""

@@ -196,7 +196,7 @@ def _execute(ctx: RunContext, deps: SyncDeps) -> RunResult:
         return RunResult(run_id, RunStatus.FAILED, counts, error=_describe(exc))
     with transaction(deps.session_factory) as conn:
         complete_pass(conn, ctx.spec.source, full=ctx.full, watermark=watermark, now=deps.clock())
-    status = RunStatus.PARTIAL if counts.skipped else RunStatus.SUCCEEDED
+    status = RunStatus.PARTIAL if counts.skipped or ctx.incomplete else RunStatus.SUCCEEDED
     return RunResult(run_id, status, counts)
 
 

@@ -1,10 +1,11 @@
 """Content hashes: what decides whether an upserted row is rewritten or left alone.
 
-The hash covers the normalised columns *and* the raw record minus ``_links``. Hashing only the columns
-would leave ``raw`` stale whenever a field we do not normalise changes (meta_data, images, attributes);
-the WooCommerce and Odoo APIs render an unchanged record identically on every read, so including the
-raw record does not cause spurious writes. ``_links`` is dropped because it embeds the host name, which
-changes with a site move although the product did not.
+The hash covers the normalised columns *and* the raw record minus what upstream computes per request.
+Hashing only the columns would leave ``raw`` stale whenever a field we do not normalise changes
+(meta_data, images, attributes). But a field that changes while the record does not must stay out, or
+every run rewrites every row: WooCommerce's ``related_ids`` are drawn at random on every read (measured
+on a real 9.9 shop: the same product read twice gave two different lists), and ``_links`` embeds the
+host name, which changes with a site move although the product did not.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import orjson
 
-VOLATILE_RAW_KEYS = frozenset({"_links"})
+VOLATILE_RAW_KEYS = frozenset({"_links", "related_ids"})
 # Bookkeeping columns that say when we synced, not what upstream holds.
 NOT_CONTENT = frozenset({"content_hash", "first_synced_at", "last_synced_at", "deleted_at"})
 

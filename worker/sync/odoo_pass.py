@@ -1,9 +1,12 @@
-"""The Odoo suppliers pass: keyset pages -> supplier id reconciliation (every run).
+"""The Odoo suppliers pass: id pages (inside a ``write_date`` filter when incremental) -> id reconciliation.
 
-Incremental runs page by ``(write_date, id)`` from the watermark; the client re-reads its overlap
-margin before it, because ``write_date`` is a transaction's start time. Raising ``supplier_rank`` does
-not touch ``write_date``, so every run also compares upstream's supplier id set with the local one
-and reads the ids it does not know. A full run then marks local suppliers missing from that set.
+Incremental runs read rows written since the watermark minus the client's overlap margin, paging by id
+with that date fixed for the whole pass. The watermark is the upstream's clock when the pass started
+(its ``Date`` header), not the newest ``write_date`` seen: returned stamps are truncated to the
+second, and a row written mid-pass below the id already passed must fall inside the next window.
+Raising ``supplier_rank`` does not touch ``write_date``, so every run also compares upstream's
+supplier id set with the local one and reads the ids it does not know. A full run then marks local
+suppliers missing from that set.
 """
 
 from __future__ import annotations
@@ -31,33 +34,43 @@ def chunks(ids: Sequence[int], size: int) -> Iterator[list[int]]:
 
 
 def dump_cursor(cursor: OdooCursor) -> dict[str, Any]:
-    return {"after_id": cursor.after_id, "write_date": iso(cursor.write_date)}
+    return {"after_id": cursor.after_id, "since": iso(cursor.since)}
 
 
 def load_cursor(value: Any) -> OdooCursor | None:
     if not isinstance(value, dict):
         return None
-    return OdooCursor(after_id=int(value.get("after_id") or 0), write_date=parse_iso(value.get("write_date")))
+    after_id = int(value.get("after_id") or 0)
+    if "since" not in value and value.get("write_date"):
+        # An old (write_date, id) keyset position: every row it had not passed was written at or
+        # after that stamp, but rows written later may have any id, so restart the ids from 0.
+        return OdooCursor(after_id=0, since=parse_iso(value["write_date"]))
+    return OdooCursor(after_id=after_id, since=parse_iso(value.get("since")))
 
 
-def new_checkpoint(ctx: RunContext, watermark: dt.datetime | None) -> dict[str, Any]:
+def new_checkpoint(ctx: RunContext, client: OdooClientLike, watermark: dt.datetime | None) -> dict[str, Any]:
     return {
         "phase": "suppliers",
         "cursor": None,
         "since": None if ctx.full else iso(watermark),
         "max_write_date": iso(watermark),
+        # Asked before the first page, so every row written after this point is in the next window.
+        "upstream_started_at": iso(client.server_time(refresh=True)),
     }
 
 
 def run_odoo(ctx: RunContext, client: OdooClientLike, bookmark: Bookmark) -> dt.datetime | None:
-    """Run (or resume) the pass; returns the newest ``write_date`` mirrored (upstream's clock)."""
-    cp = dict(bookmark.checkpoint) if bookmark.checkpoint else new_checkpoint(ctx, bookmark.watermark)
+    """Run (or resume) the pass; returns the upstream's clock at the pass start as the next watermark.
+
+    Without a ``Date`` header from the upstream, falls back to the newest ``write_date`` mirrored.
+    """
+    cp = dict(bookmark.checkpoint) if bookmark.checkpoint else new_checkpoint(ctx, client, bookmark.watermark)
     if cp["phase"] == "suppliers":
         cp = sync_pages(ctx, client, cp)
         cp = {**cp, "phase": "ids"}
         ctx.checkpoint(cp)
     sync_id_set(ctx, client)
-    return parse_iso(cp["max_write_date"])
+    return parse_iso(cp.get("upstream_started_at")) or parse_iso(cp["max_write_date"])
 
 
 def sync_pages(ctx: RunContext, client: OdooClientLike, cp: dict[str, Any]) -> dict[str, Any]:

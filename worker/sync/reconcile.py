@@ -33,6 +33,31 @@ def _insert_ignoring_duplicates(conn: Connection, seen: Table, ids: Sequence[int
     conn.execute(dialect.insert(seen).on_conflict_do_nothing(), [{"id": int(i)} for i in ids])
 
 
+def _collect(
+    conn: Connection, id_batches: Iterable[Sequence[int]], between_batches: Callable[[], None]
+) -> Table | None:
+    """Stream the upstream ids into the connection's temporary table; None if there were none."""
+    seen = _seen_table()
+    # No try/finally around the comparison: a DROP in an aborted PostgreSQL transaction would only mask
+    # the error. The rollback removes the table there; pysqlite runs DDL outside the transaction, so a
+    # table left on a pooled SQLite connection by a failed comparison is reused and emptied here.
+    seen.create(conn, checkfirst=True)
+    conn.execute(delete(seen))
+    for ids in id_batches:
+        if ids:
+            _insert_ignoring_duplicates(conn, seen, ids)
+        between_batches()
+    if conn.execute(select(func.count()).select_from(seen)).scalar_one():
+        return seen
+    seen.drop(conn)
+    return None
+
+
+def _gone(spec: SourceSpec, seen: Table) -> Any:
+    table = spec.table
+    return ~exists(select(seen.c.id).where(seen.c.id == table.c[spec.key]))
+
+
 def mark_missing(
     conn: Connection,
     spec: SourceSpec,
@@ -47,23 +72,44 @@ def mark_missing(
     ``between_batches`` runs after each batch (to renew the lock or stop); an exception from it, or
     from the id stream, abandons the comparison without marking anything.
     """
-    seen = _seen_table()
-    # No try/finally around the comparison: a DROP in an aborted PostgreSQL transaction would only mask
-    # the error. The rollback removes the table there; pysqlite runs DDL outside the transaction, so a
-    # table left on a pooled SQLite connection by a failed comparison is reused and emptied here.
-    seen.create(conn, checkfirst=True)
-    conn.execute(delete(seen))
-    for ids in id_batches:
-        if ids:
-            _insert_ignoring_duplicates(conn, seen, ids)
-        between_batches()
-    marked: int | None = None
-    if conn.execute(select(func.count()).select_from(seen)).scalar_one():
-        table = spec.table
-        gone = ~exists(select(seen.c.id).where(seen.c.id == table.c[spec.key]))
-        stmt = update(table).where(table.c.deleted_at.is_(None), gone, *scope).values(deleted_at=now)
-        marked = int(conn.execute(stmt).rowcount)
+    seen = _collect(conn, id_batches, between_batches)
+    if seen is None:
+        return None
+    table = spec.table
+    stmt = update(table).where(table.c.deleted_at.is_(None), _gone(spec, seen), *scope).values(deleted_at=now)
+    marked = int(conn.execute(stmt).rowcount)
     seen.drop(conn)
+    return marked
+
+
+def missing_keys(
+    conn: Connection,
+    spec: SourceSpec,
+    id_batches: Iterable[Sequence[int]],
+    *,
+    scope: Sequence[Any] = (),
+    between_batches: Callable[[], None] = lambda: None,
+) -> list[int] | None:
+    """Keys of live rows (within ``scope``) not among ``id_batches``: candidates, not yet marked."""
+    seen = _collect(conn, id_batches, between_batches)
+    if seen is None:
+        return None
+    table = spec.table
+    key = table.c[spec.key]
+    query = select(key).where(table.c.deleted_at.is_(None), _gone(spec, seen), *scope).order_by(key)
+    keys = [int(k) for k in conn.execute(query).scalars()]
+    seen.drop(conn)
+    return keys
+
+
+def mark_keys_deleted(conn: Connection, spec: SourceSpec, keys: Sequence[int], now: dt.datetime) -> int:
+    """Mark these live rows deleted (upstream confirmed each one gone)."""
+    table = spec.table
+    marked = 0
+    for start in range(0, len(keys), 1000):
+        chunk = [int(k) for k in keys[start : start + 1000]]
+        stmt = update(table).where(table.c[spec.key].in_(chunk), table.c.deleted_at.is_(None))
+        marked += int(conn.execute(stmt.values(deleted_at=now)).rowcount)
     return marked
 
 

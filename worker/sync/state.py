@@ -72,14 +72,17 @@ def complete_pass(
     watermark: dt.datetime | None,
     now: dt.datetime,
 ) -> None:
-    """A pass finished: drop its checkpoint and move the watermark forward (never back)."""
+    """A pass finished: drop its checkpoint and set the watermark it earned.
+
+    The watermark is the upstream's clock when the pass started (or an older one the pass chose to
+    keep), so it replaces the stored one even when older: keeping a later one could only skip changes.
+    """
     _set_checkpoint(conn, source, full, None, now)
     if full:
         # A complete full pass also finishes whatever incremental pass was pending.
         _set_checkpoint(conn, source, False, None, now)
-    current = _ensure_row(conn, source).get("watermark")
     values: dict[str, Any] = {"updated_at": now}
-    if watermark is not None and (current is None or watermark > current):
+    if watermark is not None:
         values["watermark"] = watermark
     conn.execute(update(STATE).where(STATE.c.source == source.value).values(**values))
 

@@ -1,7 +1,7 @@
 """Odoo client: suppliers (``res.partner`` with ``supplier_rank > 0``), archived ones included.
 
-Pages are keyset pages (``id > last``, or ``(write_date, id) > last`` when incremental) and each
-carries the cursor to resume from, so the sync layer can checkpoint after committing it.
+Pages go by ``id > last`` (inside ``write_date >= since`` when incremental) and each carries the
+cursor to resume from, so the sync layer can checkpoint after committing it.
 """
 
 from __future__ import annotations
@@ -79,8 +79,13 @@ class OdooClient(GuardedClient):
             UPSTREAM, settings, breaker, event_log, retrying, base_url=url, correlation_id=correlation_id
         )
 
-    def server_time(self) -> datetime | None:
-        """The upstream's clock at its latest answer (its ``Date`` header), None before any."""
+    def server_time(self, *, refresh: bool = False) -> datetime | None:
+        """The upstream's clock at its latest answer (its ``Date`` header), None if it sent none.
+
+        ``refresh`` first makes one cheap search, so the answer is now rather than some earlier call.
+        """
+        if refresh:
+            self._call("server_time", "search", {"domain": [("id", "=", 0)], "limit": 1})
         return self._transport.server_date
 
     @property

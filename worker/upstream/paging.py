@@ -1,7 +1,7 @@
 """Paginators: the loop state of each upstream's paging, with loop detection.
 
-WooCommerce pages by number, driven by ``X-WP-TotalPages``. Odoo pages by keyset -- never by offset,
-which skips and repeats rows when the set changes between pages.
+WooCommerce pages by number, driven by ``X-WP-TotalPages``. Odoo pages by id (inside a date filter when
+incremental) -- never by offset, which skips and repeats rows when the set changes between pages.
 """
 
 from __future__ import annotations
@@ -12,15 +12,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from worker.errors import FatalUpstreamError
-from worker.upstream.odoo_values import format_odoo_datetime, parse_odoo_datetime
+from worker.upstream.odoo_values import format_odoo_datetime
 
 
 @dataclass(frozen=True)
 class OdooCursor:
-    """Where an Odoo pass resumes: after ``(write_date, id)`` when incremental, after ``id`` if not."""
+    """Where an Odoo pass resumes: after ``after_id``, among rows written since ``since`` if incremental.
+
+    Pages go by id inside a fixed date filter, never by ``(write_date, id)``: Odoo returns
+    ``write_date`` truncated to the second while filtering on its stored microseconds, so a keyset
+    built from returned stamps cannot leave a second that holds a page of rows (one mass ``write``).
+    """
 
     after_id: int = 0
-    write_date: datetime | None = None
+    since: datetime | None = None
 
     @classmethod
     def starting(cls, since: datetime | None, overlap: timedelta, after_id: int = 0) -> OdooCursor:
@@ -31,43 +36,35 @@ class OdooCursor:
         if since is None:
             return cls(after_id=after_id)
         aware = since if since.tzinfo else since.replace(tzinfo=UTC)
-        return cls(after_id=after_id, write_date=(aware - overlap).astimezone(UTC))
+        return cls(after_id=after_id, since=(aware - overlap).astimezone(UTC))
 
     @property
     def incremental(self) -> bool:
-        return self.write_date is not None
+        return self.since is not None
 
     def domain(self) -> list[Any]:
-        """The keyset condition selecting rows strictly after this cursor."""
-        if self.write_date is None:
+        """The rows still to read: ids after this cursor, written at or after ``since``."""
+        if self.since is None:
             return [("id", ">", self.after_id)]
-        w = format_odoo_datetime(self.write_date)
-        return ["|", ("write_date", ">", w), "&", ("write_date", "=", w), ("id", ">", self.after_id)]
+        # The string drops microseconds, so '>=' keeps every row of since's second.
+        return [("write_date", ">=", format_odoo_datetime(self.since)), ("id", ">", self.after_id)]
 
     def order(self) -> str:
-        return "write_date asc, id asc" if self.incremental else "id asc"
+        return "id asc"
 
     def advance(self, records: Sequence[dict[str, Any]]) -> OdooCursor:
         """The cursor after the last record of a page; refuses to go backwards or stand still.
 
         Raises:
-            FatalUpstreamError: the server ignored the cursor (same or earlier position again).
+            FatalUpstreamError: the server ignored the cursor (same or earlier id again).
         """
         if not records:
             return self
-        last = records[-1]
-        written = parse_odoo_datetime(last.get("write_date")) if self.incremental else None
-        if self.incremental and written is None:
-            msg = f"Odoo record {last.get('id')} has no write_date; cannot page incrementally"
-            raise FatalUpstreamError(msg, upstream="odoo", operation="fetch_suppliers")
-        nxt = OdooCursor(after_id=int(last["id"]), write_date=written)
-        if nxt.key() <= self.key():
+        nxt = OdooCursor(after_id=int(records[-1]["id"]), since=self.since)
+        if nxt.after_id <= self.after_id:
             msg = f"Odoo paging did not advance past {self} (got {nxt}); refusing to loop"
             raise FatalUpstreamError(msg, upstream="odoo", operation="fetch_suppliers")
         return nxt
-
-    def key(self) -> tuple[datetime, int]:
-        return (self.write_date or datetime.min.replace(tzinfo=UTC), self.after_id)
 
 
 @dataclass

@@ -8,7 +8,7 @@ pages ahead of the consumer.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +29,7 @@ UPSTREAM = "woocommerce"
 API_PATH = "/wp-json/wc/v3"
 PER_PAGE = 100  # WooCommerce's maximum; more is a 400 rest_invalid_param
 WOO_DATETIME = "%Y-%m-%dT%H:%M:%S"
+NOT_FOUND = 404
 
 
 @dataclass(frozen=True)
@@ -147,8 +148,12 @@ class WooCommerceClient(GuardedClient):
         modified_before: datetime | None = None,
         status: str = "any",
         start_page: int = 1,
+        include: Sequence[int] | None = None,
     ) -> Iterator[WooPage]:
-        """Products ordered by id; ``status="any"`` excludes trash, so ask for ``"trash"`` too."""
+        """Products ordered by id; ``status="any"`` excludes trash, so ask for ``"trash"`` too.
+
+        ``include`` restricts the listing to those ids (a direct read of known candidates).
+        """
         params: dict[str, Any] = {"status": status, "orderby": "id", "order": "asc"}
         if modified_after is not None or modified_before is not None:
             params["dates_are_gmt"] = "true"
@@ -156,19 +161,70 @@ class WooCommerceClient(GuardedClient):
             params["modified_after"] = woo_datetime(modified_after)
         if modified_before is not None:
             params["modified_before"] = woo_datetime(modified_before)
+        if include is not None:
+            params["include"] = ",".join(str(int(i)) for i in include)
         return self._iter_pages("/products", params, "fetch_products", start_page)
 
-    def iter_variation_pages(self, product_id: int) -> Iterator[WooPage]:
-        """The variations of one variable product, ordered by id."""
-        params = {"orderby": "id", "order": "asc"}
+    def iter_variation_pages(self, product_id: int, status: str = "any") -> Iterator[WooPage]:
+        """The variations of one variable product, ordered by id.
+
+        A trashed parent's variations are trashed with it and listed only with ``status="trash"``.
+        """
+        params = {"orderby": "id", "order": "asc", "status": status}
         path = f"/products/{int(product_id)}/variations"
         return self._iter_pages(path, params, "fetch_variations", 1)
 
-    def list_product_ids(self, status: str = "any") -> Iterator[list[int]]:
-        """Every product id with ``status``, one page at a time: the cheap deletion scan."""
+    def variation_exists(self, product_id: int, variation_id: int) -> bool:
+        """Read one variation directly: False only when upstream answers 404 for it."""
+        path = f"/products/{int(product_id)}/variations/{int(variation_id)}"
+        query = dict(self._auth_params)
+
+        def send() -> bool:
+            try:
+                self._transport.request(
+                    "GET", self._base + path, operation="read_variation", params=query, auth=self._auth
+                )
+            except FatalUpstreamError as exc:
+                if exc.status_code == NOT_FOUND:
+                    return False
+                raise
+            return True
+
+        return bool(self._guarded("read_variation", send))
+
+    def list_product_ids(self, status: str = "any") -> Iterator[list[Any]]:
+        """Every product's ``id`` value with ``status``, one page at a time: the cheap deletion scan.
+
+        Values are passed on as upstream sent them: a record without a usable id makes the listing
+        useless as evidence of deletion, and only the caller can decide what that means.
+        """
         params = {"status": status, "orderby": "id", "order": "asc", "_fields": "id"}
         for page in self._iter_pages("/products", params, "list_product_ids", 1):
-            yield [int(r["id"]) for r in page.records]
+            yield [r.get("id") for r in page.records]
+
+    def newest_product_ids(self, above: int | None) -> list[int]:
+        """Product ids (``status=any``) greater than ``above``, newest first; one request if None.
+
+        WordPress ids are auto-increment, so a product created since the last look -- even one
+        imported with a backdated ``date_created`` that no ``modified_after`` window shows -- has an
+        id above every id seen before. The first answer's ``Date`` also tells the upstream's clock.
+        """
+        params = {"status": "any", "orderby": "id", "order": "desc", "_fields": "id"}
+        newer: list[int] = []
+        page = 1
+        previous_last: Any = None
+        while True:
+            listing = self.fetch_page("/products", params, page, "newest_product_ids")
+            ids = [r.get("id") for r in listing.records]
+            if ids and previous_last is not None and ids[-1] == previous_last:
+                msg = f"page {page} of the newest ids repeats the previous one: is a cache ignoring ?page=?"
+                raise FatalUpstreamError(msg, upstream=UPSTREAM, operation="newest_product_ids")
+            previous_last = ids[-1] if ids else None
+            newer += [i for i in ids if isinstance(i, int) and above is not None and i > above]
+            reached = any(isinstance(i, int) and (above is None or i <= above) for i in ids)
+            if above is None or reached or len(ids) < PER_PAGE:
+                return newer
+            page += 1
 
     def fetch_page(self, path: str, params: dict[str, Any], page: int, operation: str) -> WooPage:
         """One page through retry and breaker."""

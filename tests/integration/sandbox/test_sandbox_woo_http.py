@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import email.utils
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +222,186 @@ def test_a_hundred_thousand_product_catalog_serves_its_last_page() -> None:
                 statuses=frozenset({"publish", "draft", "pending", "private", "future"}), orderby="id"
             )
         )
+
+
+@pytest.fixture
+def fresh(session: requests.Session) -> Iterator[WooCommerceSimulator]:
+    """A private store for tests that mutate it, so the shared module store stays as generated."""
+    with WooCommerceSimulator(seed=5, size=300) as sim:
+        session.auth = (sim.consumer_key, sim.consumer_secret)
+        yield sim
+
+
+def live_variable(woo: WooCommerceSimulator) -> dict[str, Any]:
+    return next(
+        p for p in woo.catalog.iter_products() if p["type"] == "variable" and p["status"] == "publish"
+    )
+
+
+def ids_of(response: requests.Response) -> list[int]:
+    assert response.status_code == 200, response.text
+    return [int(r["id"]) for r in response.json()]
+
+
+def test_related_ids_change_between_two_reads_of_an_unchanged_product(
+    woo: WooCommerceSimulator, session: requests.Session
+) -> None:
+    pid = next(p["id"] for p in woo.catalog.iter_products() if p["status"] == "publish")
+    reads = [get(session, woo, f"/products/{pid}").json() for _ in range(5)]
+    assert len({tuple(r["related_ids"]) for r in reads}) > 1
+    strip = [{k: v for k, v in r.items() if k != "related_ids"} for r in reads]
+    assert all(s == strip[0] for s in strip)
+
+
+def test_trashed_variable_product_hides_its_variations_until_restored(
+    fresh: WooCommerceSimulator, session: requests.Session
+) -> None:
+    parent = live_variable(fresh)
+    pid, vids = parent["id"], sorted(parent["variations"])
+    fresh.catalog.trash(pid)
+    served = get(session, fresh, f"/products/{pid}").json()
+    assert served["status"] == "trash" and served["variations"] == []
+    listing = f"/products/{pid}/variations"
+    assert ids_of(get(session, fresh, listing)) == []
+    binned = get(session, fresh, listing, status="trash", orderby="id", order="asc")
+    assert ids_of(binned) == vids and {r["status"] for r in binned.json()} == {"trash"}
+    assert pid in ids_of(get(session, fresh, "/products", status="trash", include=pid))
+    assert ids_of(get(session, fresh, "/products", include=pid)) == []
+
+    fresh.catalog.restore(pid)
+    back = get(session, fresh, f"/products/{pid}").json()
+    assert back["status"] == "publish" and sorted(back["variations"]) == vids
+    assert ids_of(get(session, fresh, listing, orderby="id", order="asc")) == vids
+    assert ids_of(get(session, fresh, listing, status="trash")) == []
+
+
+def test_variable_to_simple_deletes_the_variations_over_http(
+    fresh: WooCommerceSimulator, session: requests.Session
+) -> None:
+    parent = live_variable(fresh)
+    fresh.catalog.change(parent["id"], type="simple")
+    listing = get(session, fresh, f"/products/{parent['id']}/variations")
+    # The real store answers exactly this after such a change.
+    assert listing.json() == json.loads(
+        (SAMPLES / "woo_real_v9_variations_after_type_change.json").read_text()
+    )
+    assert ids_of(get(session, fresh, f"/products/{parent['id']}/variations", status="trash")) == []
+    gone = get(session, fresh, f"/products/{parent['id']}/variations/{parent['variations'][0]}")
+    assert gone.status_code == 404 and gone.json()["code"] == "woocommerce_rest_product_invalid_id"
+
+
+def test_editing_a_variation_makes_the_parent_show_up_as_modified(
+    fresh: WooCommerceSimulator, session: requests.Session
+) -> None:
+    parent = live_variable(fresh)
+    fresh.skew = timedelta(days=400)  # past every generated stamp, whatever today is
+    start = fresh.now().strftime("%Y-%m-%dT%H:%M:%S")
+    fresh.skew += timedelta(seconds=2)
+    fresh.catalog.change_variation(parent["id"], parent["variations"][0], regular_price="7.70")
+    changed = get(session, fresh, "/products", modified_after=start, dates_are_gmt="true", _fields="id")
+    assert ids_of(changed) == [parent["id"]]
+    served = get(session, fresh, f"/products/{parent['id']}").json()
+    assert served["date_modified_gmt"] > start
+
+
+def test_backdated_import_is_missed_by_modified_after_but_has_a_new_id(
+    fresh: WooCommerceSimulator, session: requests.Session
+) -> None:
+    highest = max(ids_of(get(session, fresh, "/products", orderby="id", order="desc", per_page=1)))
+    cursor = fresh.now().strftime("%Y-%m-%dT%H:%M:%S")
+    created = fresh.catalog.create_product(
+        name="Imported", date_created=datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    )
+    served = get(session, fresh, f"/products/{created['id']}").json()
+    assert served["date_created_gmt"] == served["date_modified_gmt"] == "2024-01-02T03:04:05"
+    assert ids_of(get(session, fresh, "/products", modified_after=cursor, dates_are_gmt="true")) == []
+    assert created["id"] > highest
+    assert ids_of(get(session, fresh, "/products", orderby="id", order="desc", per_page=1)) == [created["id"]]
+
+
+@pytest.mark.parametrize("value", ["2026-03-10", "2026-03-10T12:00", "yesterday"])
+def test_a_date_without_a_time_is_rest_invalid_date(
+    woo: WooCommerceSimulator, session: requests.Session, value: str
+) -> None:
+    response = get(session, woo, "/products", modified_after=value, dates_are_gmt="true")
+    assert response.status_code == 400
+    assert response.json() == json.loads((SAMPLES / "woo_real_v9_error_date_only.json").read_text())
+
+
+def test_modified_after_accepts_what_wordpress_accepts(
+    woo: WooCommerceSimulator, session: requests.Session
+) -> None:
+    for value in (
+        "2026-03-10T12:00:00",
+        "2026-03-10 12:00:00",
+        "2026-03-10T12:00:00.5",
+        "2026-03-10T12:00:00Z",
+    ):
+        assert get(session, woo, "/products", modified_after=value, dates_are_gmt="true").status_code == 200
+
+
+def test_pages_are_offsets_into_the_listing_at_each_request(
+    fresh: WooCommerceSimulator, session: requests.Session
+) -> None:
+    params = {"per_page": 20, "orderby": "id", "order": "asc", "_fields": "id"}
+    before = ids_of(session.get(fresh.api_url + "/products", params={**params, "per_page": 100}, timeout=10))
+    victim = before[3]  # on page 1, already read when it is trashed
+
+    def trash_before_page_two(request: Any) -> None:
+        if request.path.endswith("/products") and request.param("page") == "2":
+            fresh.catalog.trash(victim)
+            fresh.before_request = None
+
+    first = session.get(fresh.api_url + "/products", params=params, timeout=10)
+    total = int(first.headers["X-WP-Total"])
+    fresh.before_request = trash_before_page_two
+    second = session.get(fresh.api_url + "/products", params={**params, "page": 2}, timeout=10)
+    assert int(second.headers["X-WP-Total"]) == total - 1
+    assert ids_of(first) == before[:20]
+    # Everything shifted one place left: the first product of the old page 2 slid onto page 1.
+    assert ids_of(second) == before[21:41]
+    missed = set(before[:40]) - set(ids_of(first)) - set(ids_of(second))
+    assert missed == {before[20]}
+
+
+def test_include_respects_status_on_products_and_variations(
+    fresh: WooCommerceSimulator, session: requests.Session
+) -> None:
+    publish = fresh.catalog.query_products(statuses=frozenset({"publish"}), orderby="id", descending=False)
+    kept, binned = publish[0], publish[1]
+    fresh.catalog.trash(binned)
+    include = f"{kept},{binned}"
+    assert ids_of(get(session, fresh, "/products", include=include, status="any")) == [kept]
+    assert ids_of(get(session, fresh, "/products", include=include, status="trash")) == [binned]
+    rows = get(session, fresh, "/products", include=include, status="trash", _fields="id").json()
+    assert rows == [{"id": binned}]
+
+    parent = live_variable(fresh)
+    first, second = parent["variations"][:2]
+    fresh.catalog.change_variation(parent["id"], second, status="private")
+    listing = f"/products/{parent['id']}/variations"
+    assert ids_of(get(session, fresh, listing, include=f"{first},{second}", status="private")) == [second]
+    rows = get(session, fresh, listing, include=first, _fields="id").json()
+    assert rows == [{"id": first}]
+
+
+def test_stamps_and_date_header_follow_the_skewed_upstream_clock(
+    fresh: WooCommerceSimulator, session: requests.Session
+) -> None:
+    fresh.skew = timedelta(days=-30, hours=5)
+    expected = fresh.now()
+    created = fresh.catalog.create_product(name="Skewed")
+    served = get(session, fresh, f"/products/{created['id']}")
+    stamp = datetime.fromisoformat(served.json()["date_modified_gmt"]).replace(tzinfo=UTC)
+    assert abs((stamp - expected).total_seconds()) < 5
+    date = email.utils.parsedate_to_datetime(served.headers["Date"])
+    assert abs((date - expected).total_seconds()) < 5
+    trashed = fresh.catalog.trash(created["id"])
+    assert (
+        abs(
+            (
+                datetime.fromisoformat(trashed["date_modified_gmt"]).replace(tzinfo=UTC) - fresh.now()
+            ).total_seconds()
+        )
+        < 5
+    )

@@ -45,11 +45,12 @@ def _no_sleep(_: float) -> None:
 def woo_deps(clean_pg: Engine, redis_client: redis.Redis, real_settings: Callable[..., Settings]) -> Any:
     """``woo_deps(sim)``: a WooCommerce client for ``sim`` wired like the task does it."""
 
-    def make(sim: Any) -> SyncDeps:
+    def make(sim: Any, **overrides: Any) -> SyncDeps:
         settings = real_settings(
             woocommerce_url=sim.base_url,
             woocommerce_consumer_key=sim.consumer_key,
             woocommerce_consumer_secret=sim.consumer_secret,
+            **overrides,
         )
         events = EventLog(clean_pg, redis_client, settings)
         breaker = build_breaker("woocommerce", settings, redis_client, events)

@@ -122,3 +122,43 @@ def test_errors(
     with pytest.raises(OdooError) as info:
         PartnerModel(catalog, 17).call(method, args, kwargs)
     assert info.value.kind == kind
+
+
+def test_write_date_is_stored_with_microseconds_and_returned_truncated() -> None:
+    # Measured on Odoo 17: the database holds 07:46:22.746068, the API returns 07:46:22, and
+    # domains compare the stored value, so '=' the returned second matches nothing and '>' it
+    # matches every row written during it.
+    stamp = datetime(2026, 12, 3, 7, 46, 22, 746068, tzinfo=UTC)
+    catalog = OdooCatalog(seed=5, size=50, clock=lambda: stamp)
+    model = PartnerModel(catalog, 17)
+    pid = catalog.ids()[4]
+    assert catalog.change(pid, email="x@y.test")["write_date"] == "2026-12-03 07:46:22"
+    second = "2026-12-03 07:46:22"
+    assert search(model, [("write_date", "=", second)], context={"active_test": False}) == []
+    assert search(model, [("write_date", ">", second)], context={"active_test": False}) == [pid]
+    assert pid in search(model, [("write_date", ">=", second)], context={"active_test": False})
+    assert search(model, [("write_date", ">", datetime(2026, 12, 3, 7, 46, 23))]) == []
+
+
+def test_write_many_is_one_transaction_with_one_stamp() -> None:
+    ticks = iter(datetime(2026, 12, 3, 7, 0, 0, n * 1000, tzinfo=UTC) for n in range(1000))
+    catalog = OdooCatalog(seed=5, size=300, clock=lambda: next(ticks))
+    model = PartnerModel(catalog, 17)
+    ids = catalog.ids()
+    first, *_ = catalog.write_many(ids[100:], comment="mass edit")
+    later = catalog.change(ids[5], comment="after")  # a later transaction, the same second
+    stamped = search(model, [("write_date", ">=", "2026-12-03 07:00:00")], context={"active_test": False})
+    assert sorted(stamped) == sorted([*ids[100:], ids[5]])
+    assert {catalog.get(i)["write_date"] for i in stamped} == {first["write_date"], later["write_date"]}
+    # Within the second Odoo orders by the stored microseconds: the later write sorts last,
+    # although its id is the lowest.
+    ordered = search(model, [("id", "in", stamped)], order="write_date asc", context={"active_test": False})
+    assert ordered[-1] == ids[5]
+    mass = set(ids[100:])
+    assert len({p.write_date for p in catalog.partners() if p.id in mass}) == 1
+
+
+def test_default_order_is_complete_name_then_id_desc(catalog: OdooCatalog) -> None:
+    model = PartnerModel(catalog, 17)
+    got = model.call("search_read", [[]], {"fields": ["complete_name"]})
+    assert got == sorted(got, key=lambda r: (r["complete_name"], -r["id"]))

@@ -122,22 +122,42 @@ class FakeWoo:
         modified_before: dt.datetime | None = None,
         status: str = "any",
         start_page: int = 1,
+        include: Sequence[int] | None = None,
     ) -> Iterator[Page]:
         def in_window(raw: dict[str, Any]) -> bool:
             modified = dt.datetime.fromisoformat(raw["date_modified_gmt"]).replace(tzinfo=dt.UTC)
             after_ok = modified_after is None or modified > modified_after
             return after_ok and (modified_before is None or modified <= modified_before)
 
-        items = [r for r in self._listed(status) if in_window(r)]
+        items = [r for r in self._listed(status) if in_window(r) and (include is None or r["id"] in include)]
         return self._pages("products", items, start_page, status=status, after=modified_after)
 
-    def iter_variation_pages(self, product_id: int) -> Iterator[Page]:
-        items = [v for _, v in sorted(self.variations.get(product_id, {}).items())]
+    def iter_variation_pages(self, product_id: int, status: str = "any") -> Iterator[Page]:
+        parent = self.products.get(product_id)
+        trashed = parent is not None and parent["status"] == "trash"
+        # A trashed parent's variations are trashed with it: listed only with status=trash.
+        items = (
+            []
+            if trashed != (status == "trash")
+            else [v for _, v in sorted(self.variations.get(product_id, {}).items())]
+        )
         return self._pages("variations", items, 1, product_id=product_id)
 
-    def list_product_ids(self, status: str = "any") -> Iterator[list[int]]:
+    def variation_exists(self, product_id: int, variation_id: int) -> bool:
+        self._check("variation", product_id=product_id, variation_id=variation_id)
+        return variation_id in self.variations.get(product_id, {})
+
+    def list_product_ids(self, status: str = "any") -> Iterator[list[Any]]:
         for page in self._pages("ids", self._listed(status), 1, status=status):
-            yield [int(r["id"]) for r in page.records]
+            yield [r.get("id") for r in page.records]
+
+    def newest_product_ids(self, above: int | None) -> list[int]:
+        self._check("newest", above=above)
+        ids = sorted((k for k, r in self.products.items() if r["status"] != "trash"), reverse=True)
+        return [] if above is None else [i for i in ids if i > above]
+
+    def server_time(self) -> dt.datetime | None:
+        return self.clock.now
 
 
 @dataclass(frozen=True)
@@ -151,7 +171,7 @@ def odoo_time(value: dt.datetime) -> str:
 
 
 class FakeOdoo:
-    """res.partner suppliers with keyset paging, write_date stamps and supplier_rank drift."""
+    """res.partner suppliers: id pages inside a write_date filter, write_date stamps, supplier_rank drift."""
 
     def __init__(self, clock: FakeClock, page_size: int = 3, overlap: float = 120.0) -> None:
         self.clock = clock
@@ -189,6 +209,11 @@ class FakeOdoo:
     def _suppliers(self) -> list[dict[str, Any]]:
         return [p for _, p in sorted(self.partners.items()) if p["supplier_rank"] > 0]
 
+    def server_time(self, *, refresh: bool = False) -> dt.datetime | None:
+        if refresh:
+            self._check("clock")
+        return self.clock.now
+
     def search_supplier_ids(self) -> list[int]:
         self._check("search_ids")
         return [p["id"] for p in self._suppliers()]
@@ -204,15 +229,10 @@ class FakeOdoo:
         position = cursor or OdooCursor.starting(since, self.overlap, after_id)
         while True:
             self._check("pages", after_id=position.after_id)
-            if position.incremental:
-
-                def key(p: dict[str, Any]) -> tuple[dt.datetime, int]:
-                    stamp = dt.datetime.fromisoformat(p["write_date"]).replace(tzinfo=dt.UTC)
-                    return (stamp, p["id"])
-
-                rows = sorted((p for p in self._suppliers() if key(p) > position.key()), key=key)
-            else:
-                rows = [p for p in self._suppliers() if p["id"] > position.after_id]
+            rows = [p for p in self._suppliers() if p["id"] > position.after_id]
+            if position.since is not None:
+                floor = odoo_time(position.since)
+                rows = [p for p in rows if p["write_date"] >= floor]
             records = [copy.deepcopy(p) for p in rows[: self.page_size]]
             position = position.advance(records)
             if records:

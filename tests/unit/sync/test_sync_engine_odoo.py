@@ -1,7 +1,8 @@
-"""run_sync for Odoo suppliers: keyset pages, supplier_rank drift, archive, reconciliation, resume."""
+"""run_sync for Odoo suppliers: id pages, supplier_rank drift, archive, reconciliation, resume."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,8 @@ from sync_mirror import assert_odoo_mirror, runs, state, suppliers
 
 from worker.errors import CircuitOpenError, RetriableUpstreamError
 from worker.sync import RunStatus, SyncSource
+from worker.sync.odoo_pass import dump_cursor, load_cursor
+from worker.upstream.paging import OdooCursor
 
 ODOO = SyncSource.ODOO_SUPPLIERS
 
@@ -23,11 +26,13 @@ def build(odoo: FakeOdoo, size: int = 10) -> None:
 
 def test_full_sync_mirrors_suppliers(sync: Callable[..., Any], odoo: FakeOdoo, sqlite_engine: Engine) -> None:
     build(odoo)
+    started = odoo.clock.now
     result = sync(ODOO, full=True)
     assert result.status is RunStatus.SUCCEEDED and result.counts.inserted == 10
     assert_odoo_mirror(sqlite_engine, odoo)
-    newest = max(p["write_date"] for p in odoo.partners.values() if p["supplier_rank"] > 0)
-    assert state(sqlite_engine, ODOO.value)["watermark"].strftime("%Y-%m-%d %H:%M:%S") == newest
+    # The watermark is the upstream's clock at the pass start, not the newest write_date seen:
+    # returned stamps are truncated, and rows written mid-pass below the id passed need a window.
+    assert state(sqlite_engine, ODOO.value)["watermark"] == started
 
 
 def test_incremental_sees_writes_archives_and_rank_drift(
@@ -102,6 +107,9 @@ def test_stop_and_resume(sync: Callable[..., Any], odoo: FakeOdoo, sqlite_engine
     assert odoo.calls[0] == ("pages", {"after_id": 6})
     assert first.counts.inserted + second.counts.inserted == 20
     assert_odoo_mirror(sqlite_engine, odoo)
+    # A resumed pass keeps the upstream clock read when it first started, not a later one.
+    started = dt.datetime.fromisoformat(cp["upstream_started_at"])
+    assert state(sqlite_engine, ODOO.value)["watermark"] == started
 
 
 def test_breaker_open_and_failures(sync: Callable[..., Any], odoo: FakeOdoo, sqlite_engine: Engine) -> None:
@@ -117,3 +125,15 @@ def test_breaker_open_and_failures(sync: Callable[..., Any], odoo: FakeOdoo, sql
     odoo.fail = lambda op, args: None
     assert sync(ODOO).status is RunStatus.SUCCEEDED  # resumes at the id phase
     assert_odoo_mirror(sqlite_engine, odoo)
+
+
+def test_cursor_checkpoints_round_trip_and_old_ones_still_load() -> None:
+    since = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+    for cursor in (OdooCursor(after_id=7), OdooCursor(after_id=7, since=since)):
+        assert load_cursor(dump_cursor(cursor)) == cursor
+    # A (write_date, id) keyset checkpoint from before: every row it had not read was written at
+    # or after its stamp, with any id, so it resumes from id 0 inside that window.
+    old = {"after_id": 40, "write_date": "2026-01-01T12:00:00+00:00"}
+    assert load_cursor(old) == OdooCursor(after_id=0, since=since)
+    assert load_cursor({"after_id": 40, "write_date": None}) == OdooCursor(after_id=40)
+    assert load_cursor(None) is None

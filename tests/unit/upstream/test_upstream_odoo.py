@@ -71,7 +71,7 @@ def test_fields_checked_once_and_missing_ones_not_requested(
     assert ("mobile" in requested) == (fake.version < 19)
 
 
-def test_incremental_keyset_with_overlap_loses_no_same_second_rows(
+def test_incremental_pages_by_id_inside_the_overlap_window(
     settings_factory: Any, odoo: tuple[FakeOdoo, ScriptedServer]
 ) -> None:
     fake, srv = odoo
@@ -79,14 +79,26 @@ def test_incremental_keyset_with_overlap_loses_no_same_second_rows(
     since = datetime(2026, 1, 1, 0, 4, 0, tzinfo=UTC)  # overlap of 120 s reaches back to 00:02:00
     pages = list(client.iter_supplier_pages(since=since))
     got = [r["id"] for p in pages for r in p.records]
-    want = [p["id"] for p in sorted(fake.partners, key=lambda p: (p["write_date"], p["id"]))
+    want = [p["id"] for p in fake.partners
             if p["supplier_rank"] > 0 and p["write_date"] >= "2026-01-01 00:02:00"]  # fmt: skip
     assert got == want and len(got) > 7 * 3
+    searches = [kw for op, kw in fake.calls if op == "search_read"]
+    assert all(kw["order"] == "id asc" for kw in searches)
     last = pages[-1].next_cursor
-    assert last.after_id == got[-1] and last.write_date is not None
+    assert last.after_id == got[-1] and last.since == datetime(2026, 1, 1, 0, 2, tzinfo=UTC)
     # Resuming from a page's cursor continues exactly after it, without re-reading the overlap.
     resumed = [r["id"] for p in client.iter_supplier_pages(cursor=pages[1].next_cursor) for r in p.records]
     assert resumed == got[14:]
+
+
+def test_server_time_refresh_asks_the_upstream(
+    settings_factory: Any, odoo: tuple[FakeOdoo, ScriptedServer]
+) -> None:
+    fake, srv = odoo
+    client, *_ = client_for(settings_factory, srv.url)
+    assert client.server_time() is None
+    assert client.server_time(refresh=True) is not None  # the Date header of that search
+    assert [op for op, _ in fake.calls] == ["search"]
 
 
 def test_search_and_read_suppliers(settings_factory: Any, odoo: tuple[FakeOdoo, ScriptedServer]) -> None:
