@@ -212,3 +212,18 @@ def test_products_edited_or_trashed_during_an_incremental_run_reach_the_next_one
     sim.before_request = None
     sync(deps)  # the next incremental run, not a full one
     assert_woo_mirror(clean_pg, sim.catalog)
+
+
+def test_a_variation_deleted_through_the_api_is_gone_after_the_next_incremental_run(
+    sim: WooCommerceSimulator, woo_deps: Any, clean_pg: Engine
+) -> None:
+    # Found by the property test: the parent's raw ``variations`` list and the variation itself stayed
+    # stale until the full run when the simulator did not re-stamp the parent on a deletion.
+    deps = woo_deps(sim)
+    sync(deps, full=True)
+    pid, variation_ids = variable_with_variations(sim)
+    sim.catalog.delete_variation(pid, variation_ids[0])
+    result = sync(deps)
+    assert result.counts.marked_deleted == 1
+    assert table_rows(clean_pg, Product, "woo_id")[variation_ids[0]]["deleted_at"] is not None
+    assert_woo_mirror(clean_pg, sim.catalog)

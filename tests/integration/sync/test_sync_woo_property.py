@@ -180,8 +180,11 @@ class ShopMirror(RuleBasedStateMachine):
 
     @rule(kind=st.sampled_from(sorted(MUTATIONS)), seed=st.integers(0, 10**6))
     def upstream_activity(self, kind: str, seed: int) -> None:
+        self._mutate(kind, random.Random(seed))
+
+    def _mutate(self, kind: str, rnd: random.Random) -> None:
         before = snapshot(self.catalog)
-        MUTATIONS[kind](self.catalog, random.Random(seed))
+        MUTATIONS[kind](self.catalog, rnd)
         if snapshot(self.catalog) != before:  # counted only when it changed something
             seen_kinds.add(kind)
 
@@ -208,7 +211,7 @@ class ShopMirror(RuleBasedStateMachine):
                 count += 1
                 if count == at_request:
                     for kind in kinds:
-                        MUTATIONS[kind](self.catalog, rnd)
+                        self._mutate(kind, rnd)
 
         self.sim.before_request = hook
         try:
