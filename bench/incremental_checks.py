@@ -249,7 +249,7 @@ def bench_upstream(upstream: str, size: int, commit: str) -> None:
                 "requests_by_kind": dict(sorted(requests.items())),
             }  # fmt: skip
             if edited is not None:
-                query = text(f"SELECT {key}, name FROM {table} WHERE {key} = ANY(:ids)")  # noqa: S608
+                query = text(f"SELECT {key}, name FROM {table} WHERE {key} = ANY(:ids)")
                 with engine.connect() as conn:
                     rows = conn.execute(query, {"ids": [int(i) for i in edited]}).all()
                 line["edited"] = len(edited)
@@ -299,7 +299,8 @@ def compare(old_path: str, new_path: str) -> str:
         mirrored = f"{o['mirrored']} / {n['mirrored']}" if "mirrored" in n else ""
         cells = [k[0], f"{k[1]:,}", k[2], f"{o['requests']:,}", f"{n['requests']:,}",
                  ratio(o["requests"], n["requests"]), f"{o['seconds']:.2f}", f"{n['seconds']:.2f}",
-                 ratio(o["seconds"], n["seconds"]), f"{o['written']:,}", f"{n['written']:,}", mirrored]  # fmt: skip
+                 ratio(o["seconds"], n["seconds"]), f"{o['written']:,}", f"{n['written']:,}",
+                 mirrored]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
