@@ -126,7 +126,7 @@ def sync_listing(
     the database, upstream and our CPU work at the same time; memory stays at three pages.
     """
     variation_status = "trash" if cp["phase"] == "trash" else "any"
-    totals: set[int] = set()
+    largest_total: int | None = None
     with PageWriter(ctx) as writer:
         for page, rows, pending in _with_variations_ahead(
             ctx, client, _listing(client, cp), pool, variation_status
@@ -138,11 +138,14 @@ def sync_listing(
             gone = gone_variations(ctx, client, rows, listings)
             total = getattr(page, "total", None)
             if isinstance(total, int):
-                totals.add(total)
-            if len(totals) > 1 and not cp.get("shifted"):
-                ctx.record_event("sync.listing_shifted", {"phase": cp["phase"], "page": page.page,
-                                                         "totals": sorted(totals)})  # fmt: skip
-            cp = {**cp, "page": page.page, "shifted": bool(cp.get("shifted")) or len(totals) > 1}
+                # Only a listing that lost records can slide one onto a page already read; one that
+                # gained records (new ids come last) only repeats a record.
+                if largest_total is not None and total < largest_total and not cp.get("shifted"):
+                    shift = {"phase": cp["phase"], "page": page.page, "total": total, "was": largest_total}
+                    ctx.record_event("sync.listing_shifted", shift)
+                    cp = {**cp, "shifted": True}
+                largest_total = max(total, largest_total or 0)
+            cp = {**cp, "page": page.page}
             writer.submit(ctx.stage(rows, checkpoint=cp, also=_marker(ctx, gone)))
             ctx.poll_stop()
     return cp

@@ -227,6 +227,13 @@ class OdooMirror(RuleBasedStateMachine):
         if snapshot(self.simulator) != before:  # counted only when it changed something
             seen_kinds.add(kind)
 
+    @rule(seconds=st.integers(1, 30))
+    def time_passes(self, seconds: int) -> None:
+        """The upstream's clock moves on: an example runs in about a second of real time, well inside
+        the overlap, which would otherwise re-read every write of the example and hide watermark errors."""
+        self.simulator.skew += dt.timedelta(seconds=seconds)
+        seen_kinds.add("time passes")
+
     @rule(full=st.booleans())
     def sync(self, full: bool) -> None:
         self._sync(full=full)
@@ -322,4 +329,4 @@ def test_the_mirror_converges_to_the_odoo_database_whatever_it_does(odoo_deps: A
         ),
     )
     # Every kind of activity was exercised at least once in this run, not just drawn as possible.
-    assert set(MUTATIONS) | {"during paging", "malformed record"} <= seen_kinds
+    assert set(MUTATIONS) | {"during paging", "malformed record", "time passes"} <= seen_kinds
