@@ -192,16 +192,16 @@ def test_product_trashed_while_a_full_run_lists_ids_marks_no_live_product(
 def test_products_edited_or_trashed_during_an_incremental_run_reach_the_next_one(
     sim: WooCommerceSimulator, woo_deps: Any, clean_pg: Engine
 ) -> None:
-    deps = woo_deps(sim)
+    deps = woo_deps(sim, sync_overlap_seconds=1)
     sync(deps, full=True)
     ids = sorted(int(p["id"]) for p in sim.catalog.iter_products(include_trash=False))
     for pid in ids[:130]:  # two pages of changes for the next incremental window
         sim.catalog.change(pid, name=f"Batch {pid}")
-    first_of_page_two = ids[100]
+    sim.skew += dt.timedelta(minutes=10)  # the next run starts well after those edits
+    slid = ids[100]  # opens page 2 until ids[0] leaves the listing: then it is on neither page
 
     def activity() -> None:
-        sim.catalog.trash(ids[0])  # shifts page 2 left: its first product slides onto page 1
-        sim.catalog.change(first_of_page_two, name="Slid and edited")
+        sim.catalog.trash(ids[0])
         sim.catalog.change(ids[5], name="Edited behind the reader")
 
     fired = once(
@@ -209,8 +209,10 @@ def test_products_edited_or_trashed_during_an_incremental_run_reach_the_next_one
     )
     sync(deps)
     assert fired.is_set()
+    assert table_rows(clean_pg, Product, "woo_id")[slid]["name"] != f"Batch {slid}"  # missed by this run
     sim.before_request = None
     sync(deps)  # the next incremental run, not a full one
+    assert table_rows(clean_pg, Product, "woo_id")[slid]["name"] == f"Batch {slid}"
     assert_woo_mirror(clean_pg, sim.catalog)
 
 
