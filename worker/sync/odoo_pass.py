@@ -86,32 +86,37 @@ def sync_pages(ctx: RunContext, client: OdooClientLike, cp: dict[str, Any]) -> d
     return cp
 
 
-def unknown_ids(ctx: RunContext, ids: Sequence[int]) -> list[int]:
-    """Upstream supplier ids with no live local row (new suppliers, or marked deleted and back)."""
+def drifted_ids(ctx: RunContext, ranks: dict[int, int]) -> list[int]:
+    """Supplier ids whose local row is missing, marked deleted, or holds another ``supplier_rank``.
+
+    Odoo raises ``supplier_rank`` with raw SQL that leaves ``write_date`` alone, so neither a new
+    supplier nor a rank change on a known one (a rank lowered to 0 by a write and raised again by a
+    vendor bill) shows up in a ``write_date`` window.
+    """
     table, key = ctx.spec.table, ctx.spec.table.c[ctx.spec.key]
-    unknown: list[int] = []
-    for chunk in chunks(ids, ID_CHUNK):
+    drifted: list[int] = []
+    for chunk in chunks(sorted(ranks), ID_CHUNK):
         with transaction(ctx.session_factory) as conn:
-            query = select(key).where(key.in_(chunk), table.c.deleted_at.is_(None))
-            known = set(conn.execute(query).scalars())
-        unknown += [i for i in chunk if i not in known]
-    return unknown
+            query = select(key, table.c.supplier_rank).where(key.in_(chunk), table.c.deleted_at.is_(None))
+            known = {int(k): rank for k, rank in conn.execute(query)}
+        drifted += [i for i in chunk if known.get(i) != ranks[i]]
+    return drifted
 
 
 def sync_id_set(ctx: RunContext, client: OdooClientLike) -> None:
     """Fetch suppliers only the id set reveals; on full runs mark the ones no longer in it."""
-    ids = client.search_supplier_ids()
-    if not ids:
+    ranks = client.search_supplier_ranks()
+    if not ranks:
         ctx.record_event("sync.reconcile_skipped", {"reason": "upstream listed no suppliers"})
         return
-    missing = unknown_ids(ctx, ids)
-    for chunk in chunks(missing, ID_CHUNK):
+    drifted = drifted_ids(ctx, ranks)
+    for chunk in chunks(drifted, ID_CHUNK):
         ctx.write(ctx.normalize_page(client.read_suppliers(chunk), normalize_supplier))
         ctx.poll_stop()
-    if missing:
-        ctx.record_event("sync.drift_detected", {"new_ids": len(missing), "sample": missing[:20]})
+    if drifted:
+        ctx.record_event("sync.drift_detected", {"new_ids": len(drifted), "sample": drifted[:20]})
     if ctx.full:
         with transaction(ctx.session_factory) as conn:
-            marked = mark_missing(conn, ctx.spec, chunks(ids, ID_CHUNK), ctx.clock(),
+            marked = mark_missing(conn, ctx.spec, chunks(sorted(ranks), ID_CHUNK), ctx.clock(),
                                   between_batches=ctx.between_batches)  # fmt: skip
         ctx.counts.marked_deleted += marked or 0

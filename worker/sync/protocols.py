@@ -62,6 +62,8 @@ class OdooClientLike(Protocol):
 
     def search_supplier_ids(self) -> list[int]: ...
 
+    def search_supplier_ranks(self) -> dict[int, int]: ...
+
     def iter_supplier_pages(
         self,
         *,

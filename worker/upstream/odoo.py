@@ -116,6 +116,26 @@ class OdooClient(GuardedClient):
                 return ids
             last = batch[-1]
 
+    def search_supplier_ranks(self) -> dict[int, int]:
+        """Every supplier's ``supplier_rank`` by id, archived included: the id set plus the rank that
+        raw SQL raises without touching ``write_date``."""
+        ranks: dict[int, int] = {}
+        last = 0
+        while True:
+            named = {
+                "domain": [*SUPPLIER_DOMAIN, ("id", ">", last)],
+                "fields": ["supplier_rank"],
+                "order": "id asc",
+                "limit": ID_PAGE,
+            }
+            batch = self._call("search_supplier_ranks", "search_read", named)
+            for record in batch:
+                rank = record.get("supplier_rank")
+                ranks[int(record["id"])] = rank if isinstance(rank, int) and not isinstance(rank, bool) else 0
+            if len(batch) < ID_PAGE:
+                return ranks
+            last = int(batch[-1]["id"])
+
     def iter_supplier_pages(
         self,
         *,

@@ -119,9 +119,9 @@ def rank_to_zero(sim: OdooSimulator, rnd: random.Random) -> None:
 def rank_back(sim: OdooSimulator, rnd: random.Random) -> None:
     """A vendor bill: raw SQL raises ``supplier_rank`` and leaves ``write_date`` alone."""
     plain = _partners(sim, lambda p: p["supplier_rank"] == 0)
-    # Mostly partners written in this example (dropped suppliers, new customers): the others are old.
-    recent = [p for p in plain if p["write_date"] > "2026"]
-    pool = recent if recent and rnd.random() < 0.7 else plain
+    # Mostly suppliers dropped in this example (written since, not created as customers here).
+    dropped = [p for p in plain if p["write_date"] > "2026" and not str(p["name"]).startswith("Customer")]
+    pool = dropped if dropped and rnd.random() < 0.7 else plain
     if pool:
         sim.catalog.make_supplier(rnd.choice(pool)["id"])
 

@@ -108,3 +108,22 @@ def test_changes_between_runs_are_mirrored_whatever_the_upstream_clock(
         result = sync(deps)
         assert result.counts.inserted == 1 and result.counts.updated == 61
         assert_odoo_mirror(clean_pg, sim.catalog, FIELDS)
+
+
+def test_a_rank_raised_again_without_write_date_reaches_the_next_incremental_run(
+    sim: OdooSimulator, odoo_deps: Any, clean_pg: Engine
+) -> None:
+    # Found by the property test: a supplier whose rank a write lowered to 0 (the incremental window
+    # only lists rank > 0, so its row stays live) and a vendor bill raised again by raw SQL (no
+    # write_date) kept its stale rank until the full run. The id check now compares ranks too.
+    deps = odoo_deps(sim, sync_overlap_seconds=1)
+    sync(deps, full=True)
+    partner = supplier_ids(sim)[0]
+    sim.catalog.change(partner, supplier_rank=0)
+    sim.skew += timedelta(seconds=10)
+    sync(deps)
+    sim.catalog.make_supplier(partner)
+    sync(deps)
+    row = table_rows(clean_pg, Supplier, "odoo_id")[partner]
+    assert row["supplier_rank"] == 1 and row["deleted_at"] is None
+    assert_odoo_mirror(clean_pg, sim.catalog, FIELDS)

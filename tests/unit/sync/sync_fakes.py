@@ -218,6 +218,10 @@ class FakeOdoo:
         self._check("search_ids")
         return [p["id"] for p in self._suppliers()]
 
+    def search_supplier_ranks(self) -> dict[int, int]:
+        self._check("search_ids")
+        return {p["id"]: p["supplier_rank"] for p in self._suppliers()}
+
     def iter_supplier_pages(
         self,
         *,
