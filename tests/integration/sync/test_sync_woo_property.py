@@ -10,7 +10,7 @@ in either direction for a whole example. Once upstream goes quiet:
 - one full run then leaves the mirror equal to upstream, deleted state included;
 - a following no-op run of either kind rewrites zero rows.
 
-``SYNCWORKER_PROPERTY_EXAMPLES`` raises the number of examples (``bench/`` runs thousands).
+``SYNCWORKER_PROPERTY_EXAMPLES=2000`` runs a long profile (a few thousand examples take an hour here).
 """
 
 from __future__ import annotations
