@@ -38,7 +38,6 @@ from urllib.parse import parse_qs, urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-ADMIN_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 EDITS = 10
 STEPS = ("initial_full", "noop_incremental", "noop_full", "edit10_incremental")
@@ -165,24 +164,8 @@ class RequestCounter:
 # -- one size, one upstream -----------------------------------------------------------------------
 
 
-def create_database() -> str:
-    import psycopg
-
-    from worker.db import upgrade_database
-
-    name = f"syncworker_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rpartition("/")[0] + "/" + name
-    upgrade_database(url)
-    return url
-
-
-def drop_database(url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)')
+# The scratch database helpers are the ingest benchmark's (this directory is on sys.path when run).
+from ingest import create_database, drop_database  # noqa: E402
 
 
 def git_commit() -> str:
