@@ -21,16 +21,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import random
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
+from property_profile import property_settings
 from sqlalchemy import Engine, text
 from sync_sim_mirror import assert_odoo_mirror, table_rows, versions
 
@@ -44,11 +43,6 @@ from worker.upstream.odoo_values import many2one_id, parse_odoo_datetime
 pytestmark = pytest.mark.integration
 ODOO = SyncSource.ODOO_SUPPLIERS
 FIELDS = set(WANTED_FIELDS)
-EXAMPLES = int(os.environ.get("SYNCWORKER_PROPERTY_EXAMPLES", "25"))
-STEPS = int(os.environ.get("SYNCWORKER_PROPERTY_STEPS", "20"))
-# Shrinking a failure can take many minutes of real syncs; SYNCWORKER_PROPERTY_SHRINK=0 skips it.
-SHRINK = os.environ.get("SYNCWORKER_PROPERTY_SHRINK", "1") == "1"
-PHASES = [p for p in Phase if p is not Phase.shrink or SHRINK]
 # The longest a "long transaction" stamps its rows before they commit (write_date = transaction start).
 LONG_TRANSACTION_SECONDS = 2
 # Many2one fields whose display name is the *other* partner's: it changes without this row's write.
@@ -318,15 +312,7 @@ def test_the_mirror_converges_to_the_odoo_database_whatever_it_does(odoo_deps: A
     OdooMirror.engine = clean_pg
     run_state_machine_as_test(
         OdooMirror,
-        settings=settings(
-            max_examples=EXAMPLES,
-            stateful_step_count=STEPS,
-            deadline=None,
-            derandomize="SYNCWORKER_PROPERTY_EXAMPLES" not in os.environ,
-            suppress_health_check=list(HealthCheck),
-            database=None,
-            phases=PHASES,
-        ),
+        settings=property_settings(),
     )
     # Every kind of activity was exercised at least once in this run, not just drawn as possible.
     assert set(MUTATIONS) | {"during paging", "malformed record", "time passes"} <= seen_kinds

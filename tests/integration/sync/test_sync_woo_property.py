@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import random
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_state_machine_as_test
+from property_profile import property_settings
 from sqlalchemy import Engine, text
 from sync_sim_mirror import assert_woo_mirror, product_mismatches, table_rows, versions
 
@@ -38,11 +37,6 @@ from worker.sync import RunStatus, SyncDeps, SyncSource, run_sync
 
 pytestmark = pytest.mark.integration
 WOO = SyncSource.WOOCOMMERCE_PRODUCTS
-EXAMPLES = int(os.environ.get("SYNCWORKER_PROPERTY_EXAMPLES", "25"))
-STEPS = int(os.environ.get("SYNCWORKER_PROPERTY_STEPS", "20"))
-# Shrinking a failure can take many minutes of real syncs; SYNCWORKER_PROPERTY_SHRINK=0 skips it.
-SHRINK = os.environ.get("SYNCWORKER_PROPERTY_SHRINK", "1") == "1"
-PHASES = [p for p in Phase if p is not Phase.shrink or SHRINK]
 
 
 def _products(catalog: WooCatalog, pick: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
@@ -269,15 +263,7 @@ def test_the_mirror_converges_to_the_shop_whatever_it_does(woo_deps: Any, clean_
     ShopMirror.engine = clean_pg
     run_state_machine_as_test(
         ShopMirror,
-        settings=settings(
-            max_examples=EXAMPLES,
-            stateful_step_count=STEPS,
-            deadline=None,
-            derandomize="SYNCWORKER_PROPERTY_EXAMPLES" not in os.environ,
-            suppress_health_check=list(HealthCheck),
-            database=None,
-            phases=PHASES,
-        ),
+        settings=property_settings(),
     )
     # Every kind of activity was exercised at least once in this run, not just drawn as possible.
     assert set(MUTATIONS) | {"during paging", "malformed record"} <= seen_kinds
