@@ -4,6 +4,6 @@ from models.base import Base
 from models.event_log import EventLog
 from models.product import Product
 from models.supplier import Supplier
-from models.sync import SyncRun, SyncState
+from models.sync import ReconcileSeenId, SyncRun, SyncState
 
-__all__ = ["Base", "EventLog", "Product", "Supplier", "SyncRun", "SyncState"]
+__all__ = ["Base", "EventLog", "Product", "ReconcileSeenId", "Supplier", "SyncRun", "SyncState"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Float, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
@@ -25,6 +25,9 @@ class SyncState(Base):
     last_success_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     last_full_success_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # The fencing token of the run that holds the source: every page transaction checks it, so a run
+    # that lost its lock (paused past its TTL) commits nothing after a newer run took over.
+    fence: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class SyncRun(Base):
@@ -32,6 +35,7 @@ class SyncRun(Base):
     __table_args__ = (
         Index("ix_sync_runs_source_started", "source", "started_at"),
         Index("ix_sync_runs_status", "status"),
+        Index("ix_sync_runs_source_serves", "source", "serves_through"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -50,4 +54,17 @@ class SyncRun(Base):
     failed: Mapped[int] = mapped_column(Integer, default=0)
     marked_deleted: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    # The fencing token this run held, and the newest request number it serves (every request for the
+    # source numbered at or below it was made before this run started).
+    fence: Mapped[int | None] = mapped_column(BigInteger)
+    serves_through: Mapped[int | None] = mapped_column(BigInteger)
     details: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument)
+
+
+class ReconcileSeenId(Base):
+    """Ids a full run's reconciliation listed upstream, kept across deliveries so it resumes in steps."""
+
+    __tablename__ = "sync_reconcile_ids"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

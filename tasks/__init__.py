@@ -1,7 +1,20 @@
 """Celery tasks: thin wrappers that build dependencies and call the sync engine.
 
-``execute`` is the body both tasks share: redelivery cap, ``run_sync``, and what to do with the
-message afterwards.
+``execute`` is the body both tasks share: redelivery cap, request numbering, ``run_sync``, and what
+the message ends as. Each outcome ends in a state of its own, so Flower, the result backend,
+``syncworker runs`` and ``sync --wait`` tell the same story:
+
+============================  =======================================================
+run outcome                   task state
+============================  =======================================================
+succeeded / already served    ``SUCCESS`` (the summary names the run)
+partial                       ``PARTIAL``
+failed, redelivery limit      ``FAILURE`` with ``SyncRunFailed`` (type, message, run id)
+breaker open                  ``SKIPPED``
+deferred (follow-up queued)   ``DEFERRED``
+interrupted, not resumable    ``INTERRUPTED``
+interrupted, resumable        rejected and requeued (the next delivery resumes it)
+============================  =======================================================
 """
 
 from __future__ import annotations
@@ -12,14 +25,25 @@ from typing import Any
 
 import redis
 from celery import Task
-from celery.exceptions import Reject
+from celery.exceptions import Ignore, Reject
 
-from worker.shutdown import shutdown_requested
+from worker.errors import CANCELLATIONS, SyncRunFailed
+from worker.shutdown import TimeBudget, shutdown_requested
 from worker.sync import RunResult, RunStatus, SyncSource, run_sync
+from worker.sync.lock import delivery_request, next_request
+from worker.sync.runs import served_by
 
 log = logging.getLogger(__name__)
 
 REDELIVERY_LIMIT_EVENT = "sync.redelivery_limit"
+# Custom task states: Flower shows them as they are (a ``task-<state>`` event), the result backend
+# stores them with the summary as their result.
+STATES = {
+    RunStatus.PARTIAL: "PARTIAL",
+    RunStatus.SKIPPED_BREAKER_OPEN: "SKIPPED",
+    RunStatus.DEFERRED: "DEFERRED",
+    RunStatus.INTERRUPTED: "INTERRUPTED",
+}
 
 
 class DeliveryGuard:
@@ -57,8 +81,8 @@ class DeliveryGuard:
         self.client.delete(self.key(task_id))
 
 
-def summary(source: SyncSource, full: bool, result: RunResult) -> dict[str, Any]:
-    """The small JSON-able result stored in the result backend."""
+def summary(source: SyncSource, full: bool, result: RunResult, request: int | None = None) -> dict[str, Any]:
+    """The small JSON-able result stored in the result backend (no secrets: no arguments, no URLs)."""
     return {
         "source": str(source),
         "full": full,
@@ -66,6 +90,8 @@ def summary(source: SyncSource, full: bool, result: RunResult) -> dict[str, Any]
         "status": str(result.status),
         "counts": asdict(result.counts),
         "retry_after": result.retry_after,
+        "request": request,
+        "error": result.error,
     }
 
 
@@ -77,7 +103,7 @@ def _guard() -> DeliveryGuard:
     return DeliveryGuard(get_redis(), settings.redis_key_prefix, settings.sync_max_redeliveries, ttl)
 
 
-def _drop(source: SyncSource, full: bool, task_id: str, count: int, guard: DeliveryGuard) -> dict[str, Any]:
+def _drop(source: SyncSource, full: bool, task_id: str, count: int, guard: DeliveryGuard) -> SyncRunFailed:
     from worker.deps import get_event_log
 
     get_event_log().record(
@@ -88,40 +114,128 @@ def _drop(source: SyncSource, full: bool, task_id: str, count: int, guard: Deliv
     )
     guard.finished(task_id)
     log.error("sync message dropped after repeated crashes", extra={"task_id": task_id})
-    return {"source": str(source), "full": full, "run_id": None, "status": "redelivery_limit"}
+    return SyncRunFailed(f"{source}: dropped after {count} deliveries that did not finish (redelivery_limit)")
 
 
-def execute(task: Task[Any, Any], source: SyncSource, *, full: bool) -> dict[str, Any]:
-    """Run one sync for a delivered message and decide the message's fate.
+def finish_as(task: Task[Any, Any], state: str, meta: dict[str, Any]) -> None:
+    """End the task in a custom ``state``: stored in the backend, sent to Flower, message acked."""
+    task.update_state(state=state, meta=meta)
+    task.send_event(f"task-{state.lower()}", result=meta)
+    raise Ignore
+
+
+def request_of(task: Task[Any, Any], source: SyncSource, given: int | None) -> int:
+    """This message's request number: given by whoever enqueued it, else fixed at first delivery."""
+    from worker.deps import get_redis, get_settings
+
+    if given is not None:
+        return int(given)
+    settings = get_settings()
+    task_id = task.request.id or ""
+    ttl = settings.celery_visibility_timeout * (settings.sync_max_redeliveries + 2)
+    return delivery_request(get_redis(), settings.redis_key_prefix, source, task_id, ttl)
+
+
+def enqueue(task: Task[Any, Any], source: SyncSource, *, full: bool) -> tuple[str, int]:
+    """Send one request for ``source`` and return its task id and request number."""
+    from worker.deps import get_redis, get_settings
+
+    number = next_request(get_redis(), get_settings().redis_key_prefix, source)
+    return str(task.apply_async(kwargs={"full": full, "request": number}).id), number
+
+
+def followups_for(task: Task[Any, Any], source: SyncSource) -> Any:
+    def dispatch(pending: list[str]) -> None:
+        # A full run serves incremental requests too: never two follow-ups where one does.
+        full = "full" in pending
+        task_id, number = enqueue(task, source, full=full)
+        log.info("follow-up run enqueued", extra={"source": str(source), "full": full, "task_id": task_id,
+                                                   "request": number})  # fmt: skip
+
+    return dispatch
+
+
+def _served(source: SyncSource, request: int, full: bool) -> int | None:
+    from worker.deps import get_session_factory
+
+    with get_session_factory()() as session:
+        return served_by(session.connection(), source, request=request, full=full)
+
+
+def execute(
+    task: Task[Any, Any], source: SyncSource, *, full: bool, request: int | None = None
+) -> dict[str, Any]:
+    """Run one sync for a delivered message and decide the message's fate (see the table above).
 
     Raises:
-        Reject: with ``requeue=True`` when a warm shutdown interrupted the run; the next delivery
-            resumes from the checkpoint the engine committed.
-        Retry: when a redelivered message meets the run lock its own crashed delivery left behind.
+        Reject: with ``requeue=True`` when a warm shutdown or the time budget interrupted the run;
+            the next delivery resumes from the checkpoint the engine committed.
+        SyncRunFailed: the run failed (or the message kept crashing its worker).
+        Retry: a redelivered message met a lock its own crashed delivery may have left behind.
     """
     from worker.deps import get_deps, get_settings
 
+    settings = get_settings()
     task_id: str | None = task.request.id
     guard = _guard()
     count = guard.begin(task_id) if task_id is not None else 1
     if task_id is not None and guard.over_limit(count):
-        return _drop(source, full, task_id, count, guard)
-    result = run_sync(source, get_deps(source), full=full, task_id=task_id, should_stop=shutdown_requested)
+        raise _drop(source, full, task_id, count, guard)
+    number = request_of(task, source, request)
+    served = _served(source, number, full)
+    if served is not None:
+        # A run that started after this request finished (the redelivery of a crashed run, or a
+        # follow-up overtaken by another run): the work is done.
+        if task_id is not None:
+            guard.finished(task_id)
+        return {"source": str(source), "full": full, "run_id": served, "status": "served", "request": number}
+    budget = TimeBudget.for_task(task.request, settings.celery_task_soft_time_limit)
+    try:
+        result = run_sync(source, get_deps(source), full=full, task_id=task_id,
+                          should_stop=lambda: shutdown_requested() or budget.spent(),
+                          dispatch_followups=followups_for(task, source))  # fmt: skip
+    except CANCELLATIONS as exc:
+        # The soft time limit fired outside a page (opening or closing the run): hand it back.
+        result = RunResult(None, RunStatus.INTERRUPTED, resumable=True, error=type(exc).__name__)
+    return _settle(task, source, full, result, number, count, guard)
+
+
+def _settle(
+    task: Task[Any, Any],
+    source: SyncSource,
+    full: bool,
+    result: RunResult,
+    number: int,
+    count: int,
+    guard: DeliveryGuard,
+) -> dict[str, Any]:
+    from worker.deps import get_settings
+
+    task_id: str | None = task.request.id
     handed_back = result.status is RunStatus.INTERRUPTED and result.resumable
-    # After a crash the message can come back before the dead run's lock expires (at once when a pool
-    # child is killed); skipping would ack it and drop the rest of that run, so try again after the TTL.
-    crashed_before = result.status is RunStatus.SKIPPED_ALREADY_RUNNING and count > 1
-    if task_id is not None and (handed_back or crashed_before):
+    # A redelivered message can meet the lock its own killed delivery left on another host: the
+    # follow-up is recorded, but nobody may be left to release it, so look again after the TTL.
+    crashed_before = result.status is RunStatus.DEFERRED and count > 1
+    # A delivery that made no progress before its time ran out counts as a crash, so a page that never
+    # fits in the time budget cannot loop forever.
+    progressed = result.counts.fetched > 0 or result.error == "stop requested"
+    if task_id is not None and ((handed_back and progressed) or crashed_before):
         guard.handed_back(task_id)
-    elif task_id is not None:
+    elif task_id is not None and not handed_back:
         guard.finished(task_id)
     if handed_back:
         # Reject(requeue=True) puts this very message back on the broker (same id, same arguments) and
         # is not a failure: no result is stored, no retry budget is spent, and with the Redis transport
         # it is pushed back to the queue at once rather than waiting out the visibility timeout.
-        raise Reject("warm shutdown: work handed back to the queue", requeue=True)
+        raise Reject("interrupted: work handed back to the queue", requeue=True)
     if crashed_before:
         raise task.retry(countdown=get_settings().sync_lock_ttl_seconds + 1, max_retries=None)
-    # An open breaker is not retried here: the next beat tick comes within minutes, and a countdown
-    # would sit unacked in a worker, competing with the visibility timeout and with those ticks.
-    return summary(source, full, result)
+    meta = summary(source, full, result, number)
+    if result.status is RunStatus.FAILED:
+        raise SyncRunFailed(f"{source} run {result.run_id} failed: {result.error}")
+    state = STATES.get(result.status)
+    if state is not None:
+        # An open breaker is not retried here: the next beat tick comes within minutes, and a
+        # countdown would sit unacked in a worker, competing with the visibility timeout.
+        finish_as(task, state, meta)
+    return meta

@@ -21,6 +21,6 @@ from worker.sync import SyncSource
     reject_on_worker_lost=True,
     ignore_result=False,
 )
-def sync_suppliers(self: Task[Any, Any], full: bool = False) -> dict[str, Any]:
+def sync_suppliers(self: Task[Any, Any], full: bool = False, request: int | None = None) -> dict[str, Any]:
     """Mirror Odoo suppliers; ``full=True`` reconciles the whole set."""
-    return execute(self, SyncSource.ODOO_SUPPLIERS, full=full)
+    return execute(self, SyncSource.ODOO_SUPPLIERS, full=full, request=request)

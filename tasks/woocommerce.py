@@ -21,6 +21,6 @@ from worker.sync import SyncSource
     reject_on_worker_lost=True,
     ignore_result=False,
 )
-def sync_products(self: Task[Any, Any], full: bool = False) -> dict[str, Any]:
+def sync_products(self: Task[Any, Any], full: bool = False, request: int | None = None) -> dict[str, Any]:
     """Mirror WooCommerce products and variations; ``full=True`` reconciles the whole catalog."""
-    return execute(self, SyncSource.WOOCOMMERCE_PRODUCTS, full=full)
+    return execute(self, SyncSource.WOOCOMMERCE_PRODUCTS, full=full, request=request)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from billiard.exceptions import SoftTimeLimitExceeded, Terminated, TimeLimitExceeded
+
 
 class SyncWorkerError(Exception):
     """Base of every error raised on purpose by syncworker."""
@@ -78,3 +80,16 @@ class InvalidRecord(SyncWorkerError):
 def counts_as_breaker_failure(exc: BaseException) -> bool:
     """Only errors that say the upstream is unhealthy trip a breaker; client errors do not."""
     return isinstance(exc, RetriableUpstreamError)
+
+
+# Celery's time limits and a terminated task: the run was cut short, the upstream said nothing.
+CANCELLATIONS: tuple[type[BaseException], ...] = (SoftTimeLimitExceeded, TimeLimitExceeded, Terminated)
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """An exception that ends a call without saying anything about the upstream's health."""
+    return isinstance(exc, CANCELLATIONS)
+
+
+class SyncRunFailed(SyncWorkerError):
+    """A sync run ended ``failed``: the task fails with it, naming the source, run id and error."""

@@ -143,3 +143,27 @@ def connect_shutdown_signals(
         worker_ready.disconnect(on_ready)
 
     return disconnect
+
+
+class TimeBudget:
+    """How long a delivery may run before it stops at a page boundary and hands the rest back.
+
+    Celery's soft time limit raises ``SoftTimeLimitExceeded`` wherever the task happens to be; a run
+    that stops itself a margin earlier commits its page and checkpoint first, the way a warm shutdown
+    does. The margin is a fifth of the limit, at most a minute: room for the page in flight.
+    """
+
+    def __init__(self, soft_limit: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.seconds = soft_limit - min(60.0, soft_limit / 5)
+        self.started = clock()
+
+    @classmethod
+    def for_task(cls, request: Any, default_soft_limit: float) -> TimeBudget:
+        """The budget of the delivery ``request`` describes (a per-call limit wins over the default)."""
+        limits = getattr(request, "timelimit", None) or (None, None)
+        soft = limits[1] if len(limits) > 1 and limits[1] else default_soft_limit
+        return cls(float(soft))
+
+    def spent(self) -> bool:
+        return self.clock() - self.started >= self.seconds

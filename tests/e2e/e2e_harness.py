@@ -189,9 +189,24 @@ class Stack:
 
 
 def enqueue(app: Any, source: str, *, full: bool) -> Any:
-    """Send the task by name, as beat and the CLI do: only ``full`` travels in the message."""
+    """Send the task by name, as beat does: only ``full`` travels in the message."""
     task, queue = SOURCES[source]
     return app.send_task(task, kwargs={"full": full}, queue=queue)
+
+
+# The states a sync task ends in (tasks/__init__.py); custom ones are not "ready" to Celery.
+FINAL_STATES = {"SUCCESS", "FAILURE", "PARTIAL", "SKIPPED", "DEFERRED", "INTERRUPTED"}
+
+
+def outcome(result: Any, timeout: float) -> tuple[str, Any]:
+    """Wait for a task's final state; returns it with the stored result (summary or exception)."""
+
+    def done() -> tuple[str, Any] | None:
+        state = result.state
+        return (state, result.result) if state in FINAL_STATES else None
+
+    found: tuple[str, Any] = wait_until(done, timeout=timeout, interval=0.3, what=f"task {result.id} to end")
+    return found
 
 
 # -- the mirror ---------------------------------------------------------------------------------

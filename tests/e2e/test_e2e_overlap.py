@@ -1,4 +1,4 @@
-"""Overlap: the same sync enqueued five times while one runs; exactly one runs, the rest are skipped."""
+"""Every request is served: requests that meet a running sync become one follow-up run after it."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from e2e_harness import (
     events,
     expected_products,
     mirrored_products,
+    outcome,
     product_mismatches,
     runs,
     wait_until,
@@ -32,7 +33,6 @@ def woo() -> Iterator[WooCommerceSimulator]:
 
 
 def wait_running(db: Engine) -> None:
-    # The run row shows counts only when it closes; committed pages are what prove it is under way.
     wait_until(
         lambda: any(r["status"] == "running" for r in runs(db, WOO)) and mirrored_products(db),
         timeout=60,
@@ -40,19 +40,51 @@ def wait_running(db: Engine) -> None:
     )
 
 
-def test_overlapping_requests_run_once(
+def started(db: Engine) -> list[dict[str, object]]:
+    return [r for r in runs(db, WOO) if r["status"] != "deferred"]
+
+
+def test_five_requests_during_a_run_make_exactly_one_follow_up_run(
     stack: Stack, woo: WooCommerceSimulator, db: Engine, client_app: Celery
 ) -> None:
-    # A free process for every request, so each one starts while the first is still running.
-    stack.worker(concurrency=5)
+    # A free process for every request, so each one arrives while the first is still running.
+    stack.worker(concurrency=3)
     woo.faults.set(latency_ms=200)  # a run of many seconds
     first = enqueue(client_app, WOO, full=True)
     wait_running(db)
-    others = [enqueue(client_app, WOO, full=True) for _ in range(4)]
-    assert [r.get(timeout=120)["status"] for r in others] == ["skipped_already_running"] * 4
-    woo.faults.clear()  # the point is made; let the first run finish well inside its time limit
-    assert first.get(timeout=120)["status"] == "succeeded"
-    recorded = sorted(r["status"] for r in runs(db, WOO))
-    assert recorded == ["skipped_already_running"] * 4 + ["succeeded"]
-    assert len(events(db, "sync.skipped_already_running")) == 4
+    others = [enqueue(client_app, WOO, full=True) for _ in range(5)]
+    states = [outcome(r, 120)[0] for r in others]
+    assert states == ["DEFERRED"] * 5
+    woo.faults.clear()  # the point is made; let the runs finish well inside their time limit
+    assert outcome(first, 120)[0] == "SUCCESS"
+    wait_until(lambda: len(started(db)) == 2 and started(db)[-1]["status"] == "succeeded", timeout=120,
+               what="the follow-up run")  # fmt: skip
+
+    # Exactly one follow-up, full like the requests, after the first run and serving all five.
+    first_run, follow_up = started(db)
+    assert (first_run["mode"], follow_up["mode"]) == ("full", "full")
+    assert follow_up["started_at"] >= first_run["finished_at"]
+    deferred = [r for r in runs(db, WOO) if r["status"] == "deferred"]
+    assert len(deferred) == 5
+    assert sum(not r["details"]["coalesced"] for r in deferred) == 1  # one started it, four joined it
+    assert len(events(db, "sync.deferred")) == 5
+    # Nothing more is coming: no second follow-up for the coalesced requests.
+    with pytest.raises(AssertionError):
+        wait_until(lambda: len(started(db)) > 2, timeout=5, what="a third run")
     assert product_mismatches(expected_products(woo.catalog), mirrored_products(db)) == []
+
+
+def test_a_full_request_during_an_incremental_run_is_followed_by_a_full_run(
+    stack: Stack, woo: WooCommerceSimulator, db: Engine, client_app: Celery
+) -> None:
+    stack.worker(concurrency=2)
+    woo.faults.set(latency_ms=200)
+    incremental = enqueue(client_app, WOO, full=False)  # the first incremental run reads everything
+    wait_running(db)
+    full = enqueue(client_app, WOO, full=True)
+    assert outcome(full, 60)[0] == "DEFERRED"
+    woo.faults.clear()
+    assert outcome(incremental, 120)[0] == "SUCCESS"
+    wait_until(lambda: len(started(db)) == 2 and started(db)[-1]["status"] == "succeeded", timeout=120,
+               what="the follow-up run")  # fmt: skip
+    assert [r["mode"] for r in started(db)] == ["incremental", "full"]

@@ -53,7 +53,7 @@ from worker.breaker.state import (
     PendingSuccesses,
     Transition,
 )
-from worker.errors import CircuitOpenError
+from worker.errors import CircuitOpenError, is_cancellation
 
 logger = logging.getLogger("worker.breaker")
 
@@ -212,7 +212,10 @@ class CircuitBreaker:
         started: float,
         exc: Exception,
     ) -> None:
-        if self.policy.counts_as_failure(exc):
+        if is_cancellation(exc):
+            # A time limit fired inside the call: it says nothing about the upstream either way.
+            self._cancelled(store, admission)
+        elif self.policy.counts_as_failure(exc):
             self._report(store, admission, "fail", error_label(exc))
         else:
             # The upstream answered (a 4xx, a record that failed validation): it is healthy.

@@ -1,9 +1,14 @@
-"""`syncworker sync`: enqueue a sync now, and with ``--wait`` follow it to the end.
+"""`syncworker sync`: enqueue a sync now, and with ``--wait`` follow the run that serves it.
 
-Exit status with ``--wait``: 0 succeeded or skipped because another run of the same source is
-already running (that run covers the request); 1 failed (or dropped after repeated crashes);
-3 partial (the run finished but some records were skipped or failed: the mirror is not exact);
-4 skipped because the upstream's breaker is open; 124 still not finished after ``--timeout``.
+Every request gets a number; a run serves every request numbered before it started, in its mode or
+a lesser one (a full run serves incremental requests, never the other way round). ``--wait``
+follows the first such run to its end, wherever it came from: this request's own task, the
+follow-up run a request that met a running sync turns into, or the continuation of a run handed
+back at shutdown or at its time budget.
+
+Exit status with ``--wait``: 0 succeeded; 1 failed (or dropped after repeated crashes); 3 partial
+(the run finished but some records were skipped or failed: the mirror is not exact); 4 skipped or
+stopped because the upstream's breaker is open; 124 still not served after ``--timeout``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from worker.celery_config import ODOO_QUEUE, WOOCOMMERCE_QUEUE, CeleryConfigErro
 from worker.cli.output import EXIT_CONFIG, cli_settings, console
 from worker.db import make_engine, make_session_factory
 from worker.schedule import ODOO_TASK, WOOCOMMERCE_TASK
+from worker.settings import Settings
+from worker.sync.runs import covering
+from worker.sync.sources import SyncSource
 
 POLL_SECONDS = 0.5
 EXIT_FAILED = 1
@@ -31,9 +39,9 @@ EXIT_BREAKER_OPEN = 4
 EXIT_TIMEOUT = 124
 EXIT_CODES = {
     "succeeded": 0,
-    "skipped_already_running": 0,
     "partial": EXIT_PARTIAL,
     "skipped_breaker_open": EXIT_BREAKER_OPEN,
+    "interrupted": EXIT_BREAKER_OPEN,  # only a breaker that opened mid-run ends a run for good this way
     "failed": EXIT_FAILED,
     "redelivery_limit": EXIT_FAILED,
 }
@@ -43,13 +51,20 @@ EXIT_CODES = {
 class Target:
     task: str
     queue: str
-    source: str
+    source: SyncSource
 
 
 TARGETS = {
-    "odoo-suppliers": Target(ODOO_TASK, ODOO_QUEUE, "odoo-suppliers"),
-    "woocommerce-products": Target(WOOCOMMERCE_TASK, WOOCOMMERCE_QUEUE, "woocommerce-products"),
+    "odoo-suppliers": Target(ODOO_TASK, ODOO_QUEUE, SyncSource.ODOO_SUPPLIERS),
+    "woocommerce-products": Target(WOOCOMMERCE_TASK, WOOCOMMERCE_QUEUE, SyncSource.WOOCOMMERCE_PRODUCTS),
 }
+
+
+@dataclass(frozen=True)
+class Request:
+    source: SyncSource
+    number: int
+    full: bool
 
 
 def exit_code(status: str) -> int:
@@ -57,57 +72,86 @@ def exit_code(status: str) -> int:
     return EXIT_CODES.get(status, EXIT_FAILED)
 
 
-def latest_run(session_factory: sessionmaker[Session], task_id: str) -> SyncRun | None:
-    """The newest run of this task id: a run handed back at shutdown has a successor with the same id."""
-    stmt = select(SyncRun).where(SyncRun.task_id == task_id).order_by(SyncRun.id.desc()).limit(1)
+def serving_run(session_factory: sessionmaker[Session], request: Request) -> SyncRun | None:
+    """The run serving ``request``: the first covering run still going or finished for good.
+
+    A run handed back (shutdown, time budget) is passed over: its continuation serves the request.
+    """
+    conditions = covering(request.source, request=request.number, full=request.full)
+    stmt = select(SyncRun).where(*conditions).order_by(SyncRun.id)
     with session_factory() as session:
-        return session.scalars(stmt).first()
+        for run in session.scalars(stmt):
+            handed_back = run.status == "interrupted" and bool((run.details or {}).get("resumable"))
+            if not handed_back:
+                return run
+    return None
 
 
 def describe(run: SyncRun | None, state: str) -> str:
     if run is None:
-        return f"task {state.lower()}, no run started yet"
+        return f"task {state.lower()}, no run serving the request yet"
     if run.finished_at is None:
-        # The engine writes a run's counts when it closes; until then only its start is known.
-        return f"run {run.id} {run.status} since {run.started_at:%H:%M:%S} UTC"
+        return (
+            f"run {run.id} ({run.mode}) {run.status} since {run.started_at:%H:%M:%S} UTC: "
+            f"fetched {run.fetched}, inserted {run.inserted}, updated {run.updated}"
+        )
     return (
-        f"run {run.id} {run.status}: fetched {run.fetched}, inserted {run.inserted}, "
+        f"run {run.id} ({run.mode}) {run.status}: fetched {run.fetched}, inserted {run.inserted}, "
         f"updated {run.updated}, unchanged {run.unchanged}, skipped {run.skipped}, failed {run.failed}"
     )
 
 
-def final_status(result: Any, run: SyncRun | None) -> str:
-    """The outcome from the task's return value; the run row when the task died without one."""
-    if result.successful() and isinstance(result.result, dict):
-        return str(result.result.get("status", "failed"))
-    return run.status if run is not None and result.successful() else "failed"
+def task_failed_without_run(result: Any) -> str | None:
+    """A task that failed before any run could serve the request (e.g. the redelivery limit)."""
+    if result.state != "FAILURE":
+        return None
+    return "redelivery_limit" if "redelivery_limit" in str(result.result) else "failed"
 
 
 def wait_for(
     app: Celery,
     task_id: str,
     session_factory: sessionmaker[Session],
+    request: Request,
     *,
     timeout: float,
     show: Callable[[str], None],
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> str | None:
-    """Poll until the task ends; returns its final status, or None on timeout."""
+    """Poll until a run serving ``request`` ends; returns its final status, or None on timeout."""
     deadline = clock() + timeout
     last = ""
     while True:
         result = app.AsyncResult(task_id)
-        run = latest_run(session_factory, task_id)
+        run = serving_run(session_factory, request)
         line = describe(run, result.state)
         if line != last:
             show(line)
             last = line
-        if result.ready():
-            return final_status(result, latest_run(session_factory, task_id))
+        if run is not None and run.finished_at is not None:
+            return run.status
+        if run is None and (failed := task_failed_without_run(result)) is not None:
+            return failed
         if clock() >= deadline:
             return None
         sleep(POLL_SECONDS)
+
+
+def send_request(app: Celery, settings: Settings, target: Target, *, full: bool) -> tuple[str, Request]:
+    """Number a request for ``target`` and enqueue it; returns its task id and the request."""
+    import redis
+
+    from worker.sync.lock import next_request
+
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        number = next_request(client, settings.redis_key_prefix, target.source)
+    finally:
+        client.close()
+    # Only ``full`` and the request number travel in the message: credentials stay in the workers.
+    task_id = app.send_task(target.task, kwargs={"full": full, "request": number}, queue=target.queue).id
+    return str(task_id), Request(target.source, number, full)
 
 
 def _enqueue(ctx: click.Context, target: Target, full: bool, wait: bool, timeout: float) -> None:
@@ -119,19 +163,20 @@ def _enqueue(ctx: click.Context, target: Target, full: bool, wait: bool, timeout
     except CeleryConfigError as exc:
         click.echo(str(exc), err=True)
         ctx.exit(EXIT_CONFIG)
-    # Only ``full`` travels in the message: credentials stay in each worker's settings.
-    task_id = app.send_task(target.task, kwargs={"full": full}, queue=target.queue).id
+    task_id, request = send_request(app, settings, target, full=full)
     click.echo(task_id)
     if not wait:
         return
     engine = make_engine(settings.database_url, connect_timeout=3)
     out = console()
     try:
-        status = wait_for(app, task_id, make_session_factory(engine), timeout=timeout, show=out.print)
+        status = wait_for(
+            app, task_id, make_session_factory(engine), request, timeout=timeout, show=out.print
+        )
     finally:
         engine.dispose()
     if status is None:
-        click.echo(f"not finished after {timeout:g}s; the task keeps running", err=True)
+        click.echo(f"not served after {timeout:g}s; the request stays queued", err=True)
         ctx.exit(EXIT_TIMEOUT)
     click.echo(f"{target.source} {status}")
     ctx.exit(exit_code(status))
@@ -150,7 +195,7 @@ def _command(name: str) -> click.Command:
         default=3600.0,
         show_default=True,
         type=click.FloatRange(min=0),
-        help="Seconds --wait follows the run before giving up (exit 124); the run itself goes on.",
+        help="Seconds --wait follows the request before giving up (exit 124); the run itself goes on.",
     )
     @click.pass_context
     def command(ctx: click.Context, full: bool, wait: bool, timeout: float) -> None:
@@ -164,8 +209,10 @@ def sync() -> None:
     """Run a sync now instead of waiting for the schedule.
 
     \b
-    Exit status with --wait: 0 succeeded (or another run already covers it), 1 failed,
+    Exit status with --wait: 0 succeeded, 1 failed,
     3 partial, 4 skipped because the breaker is open, 124 timed out waiting.
+    A request that meets a running sync becomes one follow-up run after it;
+    --wait follows whichever run serves the request.
     """
 
 

@@ -44,13 +44,15 @@ class Scenario:
 
     def sync(self, task: str, queue: str) -> tuple[str, str]:
         """Enqueue one full sync and wait for its outcome; returns (status, worker node)."""
-        from worker.cli.sync import wait_for
+        from worker.cli.sync import TARGETS, send_request, wait_for
 
-        task_id = self.app.send_task(task, kwargs={"full": True}, queue=queue).id
+        target = next(t for t in TARGETS.values() if t.task == task and t.queue == queue)
+        task_id, request = send_request(self.app, self.settings, target, full=True)
         status = wait_for(
             self.app,
             task_id,
             self.sessions,
+            request,
             timeout=SYNC_TIMEOUT,
             show=lambda line: self.out.print(f"    {line}"),
         )

@@ -17,7 +17,8 @@ from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
 from worker.errors import InvalidRecord
-from worker.sync.lock import RunLock
+from worker.sync import fence
+from worker.sync.lock import LockLost, RunLock
 from worker.sync.outcome import Counts
 from worker.sync.protocols import EventSink
 from worker.sync.runs import update_run_counts
@@ -79,6 +80,7 @@ class RunContext:
     should_stop: Callable[[], bool]
     clock: Callable[[], dt.datetime]
     started_at: dt.datetime
+    fence: int = 0
     counts: Counts = field(default_factory=Counts)
     # Why this run cannot vouch for the whole mirror (a reconciliation it had to skip): ends ``partial``.
     incomplete: list[str] = field(default_factory=list)
@@ -138,7 +140,7 @@ class RunContext:
         self.lock.extend()  # a run that lost its lock writes nothing more
         marked_before = self.counts.marked_deleted
         try:
-            with transaction(self.session_factory) as conn:
+            with self.fenced() as conn:
                 relax_durability(conn)
                 written = upsert_prepared(conn, self.spec, page.prepared)
                 if page.also is not None:
@@ -148,6 +150,9 @@ class RunContext:
                         conn, self.spec.source, full=self.full, checkpoint=page.checkpoint, now=self.clock()
                     )
                     update_run_counts(conn, self.run_id, self._progress(page, written))
+        except LockLost:
+            self.counts.marked_deleted = marked_before  # fenced out: the page is not ours to count
+            raise
         except Exception:
             # The page rolled back (its variation deletions with it); the run fails with it.
             self.counts.marked_deleted = marked_before
@@ -156,6 +161,17 @@ class RunContext:
         self.counts.inserted += written.inserted
         self.counts.updated += written.updated
         self.counts.unchanged += written.unchanged
+
+    @contextmanager
+    def fenced(self) -> Iterator[Connection]:
+        """A transaction that commits only while this run still holds the source's fencing token.
+
+        Raises:
+            FencedOut: a newer run claimed the source; nothing of this transaction is committed.
+        """
+        with transaction(self.session_factory) as conn:
+            fence.check(conn, self.spec.source, self.fence)
+            yield conn
 
     def _progress(self, page: StagedPage, written: PageWrite) -> Counts:
         progress = self.counts.copy()
@@ -168,7 +184,7 @@ class RunContext:
     def checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Commit a checkpoint (with the run row's counts) on its own, then honour a stop request."""
         self.lock.extend()
-        with transaction(self.session_factory) as conn:
+        with self.fenced() as conn:
             save_checkpoint(conn, self.spec.source, full=self.full, checkpoint=checkpoint, now=self.clock())
             update_run_counts(conn, self.run_id, self.counts)
         self.poll_stop()

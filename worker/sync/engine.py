@@ -1,5 +1,10 @@
 """``run_sync``: lock the source, open a run, run its pass, and close the run with its outcome.
 
+A request that meets a run holding the source is deferred: the lock script records a follow-up, and
+the run that holds the source hands the pending follow-ups to ``dispatch_followups`` when it
+releases the lock. A run that is stopped (warm shutdown, its time budget, Celery's soft time limit)
+ends ``interrupted`` and resumable, its last page and checkpoint committed.
+
 The correlation id of a run is ``"<source>:<run_id>"`` (the ``sync_runs`` row id); it is bound into the
 logs and stamped on every event the run records, the Celery task id is kept on the run row.
 """
@@ -17,11 +22,12 @@ from redis import Redis
 from sqlalchemy.orm import Session
 
 from worker import metrics
-from worker.errors import CircuitOpenError, UpstreamError
+from worker.errors import CANCELLATIONS, CircuitOpenError, UpstreamError
 from worker.logs import log_context
 from worker.settings import Settings
+from worker.sync import fence
 from worker.sync.context import RunContext, StopRequested, transaction
-from worker.sync.lock import LockHeartbeat, LockLost, RunLock
+from worker.sync.lock import Deferred, Holder, LockHeartbeat, LockLost, RunLock, mode_of
 from worker.sync.odoo_pass import run_odoo
 from worker.sync.outcome import Counts, RunStatus
 from worker.sync.protocols import EventSink
@@ -58,38 +64,69 @@ class RunResult:
     retry_after: float | None = None
     resumable: bool = False
     error: str | None = None
+    # Deferred: who holds the source, and whether this request started the follow-up or joined it.
+    holder: dict[str, Any] | None = None
+    coalesced: bool = False
 
 
 def run_sync(
-    source: SyncSource, deps: SyncDeps, *, full: bool, task_id: str | None, should_stop: Callable[[], bool]
+    source: SyncSource,
+    deps: SyncDeps,
+    *,
+    full: bool,
+    task_id: str | None,
+    should_stop: Callable[[], bool],
+    dispatch_followups: Callable[[list[str]], None] | None = None,
 ) -> RunResult:
-    """Run one sync of ``source``; never overlaps another run of it (the second is skipped)."""
+    """Run one sync of ``source``; never overlaps another run of it (a second request is deferred)."""
     settings = deps.settings
-    lock = RunLock(deps.redis, settings.redis_key_prefix, source, settings.sync_lock_ttl_seconds)
-    if not lock.acquire():
-        return _skip_already_running(source, deps, full=full, task_id=task_id)
+    holder = Holder.here(task_id, mode_of(full))
+    lock = RunLock(deps.redis, settings.redis_key_prefix, source, settings.sync_lock_ttl_seconds, holder)
+    got = lock.acquire()
+    if isinstance(got, Deferred):
+        return _defer(source, deps, got, full=full, task_id=task_id)
     try:
         with LockHeartbeat(lock, settings.sync_lock_ttl_seconds / 3):
-            return _run_locked(source, deps, lock, full=full, task_id=task_id, should_stop=should_stop)
+            return _run_locked(source, deps, lock, full=full, task_id=task_id, should_stop=should_stop,
+                               serves_through=got.serves_through)  # fmt: skip
     finally:
-        lock.release()
+        _release(lock, dispatch_followups)
 
 
-def _skip_already_running(
-    source: SyncSource, deps: SyncDeps, *, full: bool, task_id: str | None
+def _release(lock: RunLock, dispatch_followups: Callable[[list[str]], None] | None) -> None:
+    try:
+        pending = lock.release()
+    except Exception:
+        # The lock expires by itself; a follow-up left pending is served by the next run.
+        logger.warning("sync lock release failed", exc_info=True)
+        return
+    if pending and dispatch_followups is not None:
+        try:
+            dispatch_followups(pending)
+        except Exception:
+            logger.error("could not enqueue follow-up runs %s; the next run serves them", pending,
+                         exc_info=True)  # fmt: skip
+
+
+def _defer(
+    source: SyncSource, deps: SyncDeps, got: Deferred, *, full: bool, task_id: str | None
 ) -> RunResult:
-    status = RunStatus.SKIPPED_ALREADY_RUNNING
+    status = RunStatus.DEFERRED
+    holder = got.holder.public() if got.holder is not None else None
+    details = {"holder": holder, "followup": _mode(full), "coalesced": not got.created}
     with transaction(deps.session_factory) as conn:
-        run_id = record_skipped_run(conn, source, full=full, task_id=task_id, status=status, now=deps.clock())
+        run_id = record_skipped_run(conn, source, full=full, task_id=task_id, status=status, now=deps.clock(),
+                                    details=details)  # fmt: skip
     deps.event_log.record(
-        "sync.skipped_already_running",
+        "sync.deferred",
         aggregate_id=source.value,
         correlation_id=f"{source.value}:{run_id}",
-        payload={"run_id": run_id, "full": full, "task_id": task_id},
+        payload={"run_id": run_id, "full": full, "task_id": task_id, **details},
     )
-    logger.info("sync skipped: another run holds the lock", extra={"source": source.value, "run_id": run_id})
+    logger.info("sync deferred: a follow-up runs when the current run ends",
+                extra={"source": source.value, "run_id": run_id, "coalesced": not got.created})  # fmt: skip
     metrics.record_sync_run(source.value, _mode(full), status.value, 0.0, Counts().as_dict())
-    return RunResult(run_id, status)
+    return RunResult(run_id, status, holder=holder, coalesced=not got.created)
 
 
 def _mode(full: bool) -> str:
@@ -109,11 +146,16 @@ def _client_correlation(client: Any, correlation_id: str) -> Iterator[None]:
         client.correlation_id = None
 
 
-def _start(source: SyncSource, deps: SyncDeps, *, full: bool, task_id: str | None) -> tuple[int, list[int]]:
+def _start(
+    source: SyncSource, deps: SyncDeps, *, full: bool, task_id: str | None, serves_through: int
+) -> tuple[int, int]:
+    """Claim the source's fencing token, close the rows of runs it fences out, open this run's row."""
     now = deps.clock()
     with transaction(deps.session_factory) as conn:
+        token = fence.claim(conn, source)
         stale = close_stale_runs(conn, source, now=now)
-        run_id = open_run(conn, source, full=full, task_id=task_id, now=now)
+        run_id = open_run(conn, source, full=full, task_id=task_id, now=now, fence=token,
+                          serves_through=serves_through)  # fmt: skip
     for old in stale:
         deps.event_log.record(
             "sync.interrupted",
@@ -122,10 +164,10 @@ def _start(source: SyncSource, deps: SyncDeps, *, full: bool, task_id: str | Non
             payload={
                 "run_id": old,
                 "closed_by_run": run_id,
-                "reason": "left running by a worker that stopped",
+                "reason": "its worker stopped, or it lost the source to this run",
             },
         )
-    return run_id, stale
+    return run_id, token
 
 
 def _run_locked(
@@ -136,8 +178,9 @@ def _run_locked(
     full: bool,
     task_id: str | None,
     should_stop: Callable[[], bool],
+    serves_through: int,
 ) -> RunResult:
-    run_id, _ = _start(source, deps, full=full, task_id=task_id)
+    run_id, token = _start(source, deps, full=full, task_id=task_id, serves_through=serves_through)
     ctx = RunContext(
         spec=spec_for(source),
         full=full,
@@ -149,6 +192,7 @@ def _run_locked(
         should_stop=should_stop,
         clock=deps.clock,
         started_at=deps.clock(),
+        fence=token,
     )
     with (
         log_context(correlation_id=ctx.correlation_id, sync_source=source.value, run_id=run_id),
@@ -185,6 +229,9 @@ def _execute(ctx: RunContext, deps: SyncDeps) -> RunResult:
         watermark = _pass(ctx, deps)
     except StopRequested:
         return RunResult(run_id, RunStatus.INTERRUPTED, counts, resumable=True, error="stop requested")
+    except CANCELLATIONS as exc:
+        # Celery's time limit fired mid-page: that page rolled back, the checkpoint before it stands.
+        return RunResult(run_id, RunStatus.INTERRUPTED, counts, resumable=True, error=type(exc).__name__)
     except LockLost as exc:
         return RunResult(run_id, RunStatus.INTERRUPTED, counts, resumable=True, error=str(exc))
     except CircuitOpenError as exc:
@@ -194,8 +241,11 @@ def _execute(ctx: RunContext, deps: SyncDeps) -> RunResult:
         return RunResult(run_id, status, counts, retry_after=exc.retry_after_seconds, error=str(exc))
     except UpstreamError as exc:
         return RunResult(run_id, RunStatus.FAILED, counts, error=_describe(exc))
-    with transaction(deps.session_factory) as conn:
-        complete_pass(conn, ctx.spec.source, full=ctx.full, watermark=watermark, now=deps.clock())
+    try:
+        with ctx.fenced() as conn:
+            complete_pass(conn, ctx.spec.source, full=ctx.full, watermark=watermark, now=deps.clock())
+    except LockLost as exc:
+        return RunResult(run_id, RunStatus.INTERRUPTED, counts, resumable=True, error=str(exc))
     status = RunStatus.PARTIAL if counts.skipped or ctx.incomplete else RunStatus.SUCCEEDED
     return RunResult(run_id, status, counts)
 
@@ -212,7 +262,8 @@ def _next_attempt_at(deps: SyncDeps, retry_after: float | None) -> str | None:
 
 
 def _close(ctx: RunContext, deps: SyncDeps, result: RunResult) -> None:
-    details: dict[str, Any] = {"correlation_id": ctx.correlation_id}
+    # ``resumable``: a later delivery continues this run's work (``sync --wait`` follows it there).
+    details: dict[str, Any] = {"correlation_id": ctx.correlation_id, "resumable": result.resumable}
     if result.retry_after is not None:
         details["retry_after"] = result.retry_after
         details["next_attempt_at"] = _next_attempt_at(deps, result.retry_after)
@@ -224,6 +275,8 @@ def _close(ctx: RunContext, deps: SyncDeps, result: RunResult) -> None:
     with transaction(deps.session_factory) as conn:
         finish_run(conn, ctx.run_id, status=result.status, counts=result.counts, now=now,
                    error=result.error, details=details)  # fmt: skip
+    # The source's last outcome belongs to the run holding its token, not to one fenced out.
+    with contextlib.suppress(LockLost), ctx.fenced() as conn:
         record_outcome(conn, ctx.spec.source, run_id=ctx.run_id, status=result.status, full=ctx.full, now=now)
     _record_outcome_event(ctx, result, details)
     logger.info(

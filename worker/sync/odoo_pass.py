@@ -116,7 +116,7 @@ def sync_id_set(ctx: RunContext, client: OdooClientLike) -> None:
     if drifted:
         ctx.record_event("sync.drift_detected", {"new_ids": len(drifted), "sample": drifted[:20]})
     if ctx.full:
-        with transaction(ctx.session_factory) as conn:
+        with ctx.fenced() as conn:
             marked = mark_missing(conn, ctx.spec, chunks(sorted(ranks), ID_CHUNK), ctx.clock(),
                                   between_batches=ctx.between_batches)  # fmt: skip
         ctx.counts.marked_deleted += marked or 0

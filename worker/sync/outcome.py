@@ -12,7 +12,8 @@ class RunStatus(StrEnum):
     PARTIAL = "partial"
     FAILED = "failed"
     SKIPPED_BREAKER_OPEN = "skipped_breaker_open"
-    SKIPPED_ALREADY_RUNNING = "skipped_already_running"
+    SKIPPED_ALREADY_RUNNING = "skipped_already_running"  # rows written before follow-ups existed
+    DEFERRED = "deferred"  # another run held the source: a follow-up run serves this request
     INTERRUPTED = "interrupted"
 
 

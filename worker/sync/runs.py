@@ -24,14 +24,23 @@ def _mode(full: bool) -> str:
 
 
 def open_run(
-    conn: Connection, source: SyncSource, *, full: bool, task_id: str | None, now: dt.datetime
+    conn: Connection,
+    source: SyncSource,
+    *,
+    full: bool,
+    task_id: str | None,
+    now: dt.datetime,
+    fence: int | None = None,
+    serves_through: int | None = None,
 ) -> int:
-    """A ``running`` row for a run that holds the source's lock."""
+    """A ``running`` row for a run that holds the source's lock (and its fencing token)."""
     values = {
         "source": source.value,
         "mode": _mode(full),
         "task_id": task_id,
         "status": RunStatus.RUNNING.value,
+        "fence": fence,
+        "serves_through": serves_through,
     }
     stmt = RUNS.insert().values(started_at=now, **values).returning(RUNS.c.id)
     return int(conn.execute(stmt).scalar_one())
@@ -47,7 +56,10 @@ def finish_run(
     error: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> None:
-    """Close a run with its outcome, counts and duration."""
+    """Close a run with its outcome, counts and duration.
+
+    A row a newer run already closed (this run was fenced out) keeps what that run wrote.
+    """
     started = conn.execute(select(RUNS.c.started_at).where(RUNS.c.id == run_id)).scalar_one()
     values: dict[str, Any] = {
         "status": status.value,
@@ -57,7 +69,8 @@ def finish_run(
         "details": details,
         **counts.as_dict(),
     }
-    conn.execute(update(RUNS).where(RUNS.c.id == run_id).values(**values))
+    still_running = RUNS.c.status == RunStatus.RUNNING.value
+    conn.execute(update(RUNS).where(RUNS.c.id == run_id, still_running).values(**values))
 
 
 def update_run_counts(conn: Connection, run_id: int, counts: Counts) -> None:
@@ -84,9 +97,11 @@ def record_skipped_run(
 
 
 def close_stale_runs(conn: Connection, source: SyncSource, *, now: dt.datetime) -> list[int]:
-    """Mark ``interrupted`` every ``running`` row of the source; call only while holding its lock.
+    """Mark ``interrupted`` every ``running`` row of the source; call in the transaction that claims
+    the source's fencing token.
 
-    Holding the lock proves the run that left the row is gone: it crashed and its lock expired.
+    The run that left such a row either died or lost its lock; either way the new token fences it
+    out, so it can write nothing more (not even this row: ``finish_run`` leaves closed rows alone).
     """
     stale = select(RUNS.c.id).where(RUNS.c.source == source.value, RUNS.c.status == RunStatus.RUNNING.value)
     ids = [int(i) for i in conn.execute(stale).scalars()]
@@ -98,3 +113,27 @@ def close_stale_runs(conn: Connection, source: SyncSource, *, now: dt.datetime) 
         }
         conn.execute(update(RUNS).where(RUNS.c.id.in_(ids)).values(**values))
     return ids
+
+
+SERVING = (RunStatus.SUCCEEDED.value, RunStatus.PARTIAL.value)
+NOT_A_RUN = (RunStatus.DEFERRED.value, RunStatus.SKIPPED_ALREADY_RUNNING.value)
+
+
+def covering(source: SyncSource, *, request: int, full: bool) -> list[Any]:
+    """Conditions on ``sync_runs``: runs that started after request number ``request`` was made, in
+    a mode that serves it (a full request only by a full run, an incremental one by either)."""
+    modes = [_mode(True)] if full else [_mode(True), _mode(False)]
+    return [
+        RUNS.c.source == source.value,
+        RUNS.c.serves_through >= request,
+        RUNS.c.mode.in_(modes),
+        RUNS.c.status.not_in(NOT_A_RUN),
+    ]
+
+
+def served_by(conn: Connection, source: SyncSource, *, request: int, full: bool) -> int | None:
+    """The id of a finished run that served the request, if one did."""
+    conditions = covering(source, request=request, full=full)
+    stmt = select(RUNS.c.id).where(*conditions, RUNS.c.status.in_(SERVING)).order_by(RUNS.c.id).limit(1)
+    found = conn.execute(stmt).scalar_one_or_none()
+    return int(found) if found is not None else None

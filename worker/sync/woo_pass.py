@@ -93,8 +93,7 @@ def run_woocommerce(
             resume_after = int(cp["page"]) if phase == cp["phase"] else 0
             cp = {**cp, "phase": phase, "page": resume_after}
             if phase == "reconcile":
-                ctx.checkpoint(cp)
-                reconcile_products(ctx, client)
+                reconcile_products(ctx, client, cp)
             elif phase == "new" and not cp.get("include"):
                 continue
             else:

@@ -6,94 +6,147 @@ listing shifts when products are trashed or created while it is paged, so a live
 missing from it; every candidate is therefore read directly (``include=`` in ``status=any`` and
 ``status=trash``) and only the ones upstream no longer returns are marked deleted. The ones that
 answer are stored again instead.
+
+The reconciliation resumes in steps, so a catalog whose full run outlasts one delivery still gets its
+deletions: each page of listed ids is kept in ``sync_reconcile_ids`` and committed with the
+checkpoint (``step`` any -> trash, ``page``), then candidates are confirmed in batches in key order,
+each batch's verdicts committed with ``confirmed_after``. A resumed run continues where the last
+commit left off; a product created or deleted between deliveries only adds a candidate that the
+direct read settles.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from sqlalchemy import Connection, delete, exists, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from models import ReconcileSeenId
 from worker.sync.context import RunContext, transaction
 from worker.sync.normalize_woo import normalize_product
 from worker.sync.protocols import WooClientLike
-from worker.sync.reconcile import mark_keys_deleted, mark_orphaned_variations, missing_keys
+from worker.sync.reconcile import mark_keys_deleted, mark_orphaned_variations
+from worker.sync.sources import table_of
 from worker.sync.woo_variations import usable_id
 
 CONFIRM_BATCH = 100  # WooCommerce's per_page maximum: one request per status per batch
-
-
-class EmptyListing(Exception):
-    """Upstream listed no products at all; reconciliation refuses to conclude anything from that."""
+SEEN = table_of(ReconcileSeenId)
+LISTINGS = ("any", "trash")
 
 
 class UnidentifiedRecord(Exception):
     """A listed record had no usable id: the listing cannot prove anything is gone."""
 
 
-class _Checked:
-    """Passes id batches through, refusing unusable ids and counting the rest."""
-
-    def __init__(self, batches: Iterable[Sequence[Any]]) -> None:
-        self._batches = batches
-        self.total = 0
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for batch in self._batches:
-            if not all(usable_id(i) for i in batch):
-                raise UnidentifiedRecord
-            self.total += len(batch)
-            yield [int(i) for i in batch]
+def forget_seen(conn: Connection, source: str) -> None:
+    conn.execute(delete(SEEN).where(SEEN.c.source == source))
 
 
-def _all_ids(client: WooClientLike, live: _Checked) -> Iterator[list[int]]:
-    yield from live
-    if live.total == 0:
-        # An empty default listing is an outage or a misconfiguration, never "every product deleted".
-        raise EmptyListing
-    yield from _Checked(client.list_product_ids("trash"))
+def _remember(ctx: RunContext, ids: Sequence[int]) -> Callable[[Connection], None] | None:
+    if not ids:
+        return None
+    source = ctx.spec.source.value
+
+    def insert(conn: Connection) -> None:
+        # A listing that shifts while it is paged can repeat an id on two pages.
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        rows = [{"source": source, "id": int(i)} for i in ids]
+        conn.execute(dialect.insert(SEEN).on_conflict_do_nothing(), rows)
+
+    return insert
 
 
-def confirm_gone(ctx: RunContext, client: WooClientLike, candidates: Sequence[int]) -> list[int]:
-    """The candidates upstream no longer returns; the ones it does are stored again."""
-    gone: list[int] = []
-    for start in range(0, len(candidates), CONFIRM_BATCH):
-        batch = list(candidates[start : start + CONFIRM_BATCH])
+def list_ids(ctx: RunContext, client: WooClientLike, cp: dict[str, Any], status: str) -> dict[str, Any]:
+    """Page through one id listing from the page after the checkpoint, committing each page's ids."""
+    start = int(cp.get("page") or 0) + 1 if cp.get("step") == status else 1
+    cp = {**cp, "step": status, "page": start - 1}
+    for number, ids in client.list_product_ids(status, start_page=start):
+        if not all(usable_id(i) for i in ids):
+            raise UnidentifiedRecord
+        listed = int(cp.get("listed") or 0) + (len(ids) if status == "any" else 0)
+        cp = {**cp, "page": number, "listed": listed}
+        ctx.commit(ctx.stage([], checkpoint=cp, also=_remember(ctx, ids)))
+        ctx.poll_stop()
+    return cp
+
+
+def next_candidates(ctx: RunContext, after: int) -> list[int]:
+    """Live products (not variations) above ``after`` that neither listing named, in key order."""
+    table, key = ctx.spec.table, ctx.spec.table.c[ctx.spec.key]
+    listed = exists(select(SEEN.c.id).where(SEEN.c.source == ctx.spec.source.value, SEEN.c.id == key))
+    query = (
+        select(key)
+        .where(table.c.parent_woo_id.is_(None), table.c.deleted_at.is_(None), key > after, ~listed)
+        .order_by(key)
+        .limit(CONFIRM_BATCH)
+    )
+    with transaction(ctx.session_factory) as conn:
+        return [int(k) for k in conn.execute(query).scalars()]
+
+
+def _mark(ctx: RunContext, gone: list[int]) -> Callable[[Connection], None] | None:
+    if not gone:
+        return None
+
+    def mark(conn: Connection) -> None:
+        ctx.counts.marked_deleted += mark_keys_deleted(conn, ctx.spec, gone, ctx.clock())
+
+    return mark
+
+
+def confirm(ctx: RunContext, client: WooClientLike, cp: dict[str, Any]) -> dict[str, Any]:
+    """Read every candidate directly; mark the ones upstream no longer returns, store the others."""
+    still_there = 0
+    while batch := next_candidates(ctx, int(cp.get("confirmed_after") or 0)):
         found: list[dict[str, Any]] = []
-        for status in ("any", "trash"):
+        for status in LISTINGS:
             for page in client.iter_product_pages(status=status, include=batch):
                 found += page.records
         present = {r.get("id") for r in found}
-        gone += [i for i in batch if i not in present]
-        if found:
-            ctx.write(ctx.normalize_page(found, normalize_product))
-        ctx.between_batches()
-    return gone
+        gone = [i for i in batch if i not in present]
+        still_there += len(batch) - len(gone)
+        cp = {**cp, "confirmed_after": batch[-1]}
+        rows = ctx.normalize_page(found, normalize_product)
+        ctx.commit(ctx.stage(rows, checkpoint=cp, also=_mark(ctx, gone)))
+        ctx.poll_stop()
+    if still_there:
+        ctx.record_event("sync.deletion_not_confirmed", {"still_there": still_there})
+    return cp
 
 
-def reconcile_products(ctx: RunContext, client: WooClientLike) -> None:
+def _give_up(ctx: RunContext) -> None:
+    with ctx.fenced() as conn:
+        forget_seen(conn, ctx.spec.source.value)
+
+
+def reconcile_products(ctx: RunContext, client: WooClientLike, cp: dict[str, Any]) -> None:
     """Mark products gone upstream (and the variations of every deleted product) deleted."""
-    table = ctx.spec.table
-    live = _Checked(client.list_product_ids("any"))
+    if cp.get("step") is None:
+        # A fresh reconciliation: ids a previous, abandoned one listed prove nothing now.
+        cp = {**cp, "step": "any", "page": 0, "listed": 0, "confirmed_after": 0}
+        with ctx.fenced() as conn:
+            forget_seen(conn, ctx.spec.source.value)
+        ctx.checkpoint(cp)
     try:
-        with transaction(ctx.session_factory) as conn:
-            scope = [table.c.parent_woo_id.is_(None)]
-            ids = _all_ids(client, live)
-            candidates = missing_keys(conn, ctx.spec, ids, scope=scope, between_batches=ctx.between_batches)
-    except EmptyListing:
-        candidates = None
+        for status in LISTINGS[LISTINGS.index(cp["step"]) :] if cp["step"] in LISTINGS else ():
+            cp = list_ids(ctx, client, cp, status)
+            if status == "any" and not cp.get("listed"):
+                # An empty default listing is an outage or a misconfiguration, never "all deleted".
+                ctx.record_event("sync.reconcile_skipped", {"reason": "upstream listed no products"})
+                _give_up(ctx)
+                return
     except UnidentifiedRecord:
         ctx.note_incomplete(
             "sync.reconcile_skipped", {"reason": "a product in the id listing has no usable id"}
         )
+        _give_up(ctx)
         return
-    if candidates is None:
-        ctx.record_event("sync.reconcile_skipped", {"reason": "upstream listed no products"})
-        return
-    gone = confirm_gone(ctx, client, candidates)
-    if len(gone) < len(candidates):
-        ctx.record_event("sync.deletion_not_confirmed", {"still_there": len(candidates) - len(gone)})
-    with transaction(ctx.session_factory) as conn:
-        now = ctx.clock()
-        marked = mark_keys_deleted(conn, ctx.spec, gone, now)
-        marked += mark_orphaned_variations(conn, ctx.spec, now)
-    ctx.counts.marked_deleted += marked
+    if cp["step"] != "confirm":
+        cp = {**cp, "step": "confirm", "page": 0}
+        ctx.checkpoint(cp)
+    confirm(ctx, client, cp)
+    with ctx.fenced() as conn:
+        ctx.counts.marked_deleted += mark_orphaned_variations(conn, ctx.spec, ctx.clock())
+        forget_seen(conn, ctx.spec.source.value)

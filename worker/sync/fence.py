@@ -1,0 +1,53 @@
+"""Fencing tokens: the database, not the Redis lock's TTL, decides which run of a source may write.
+
+Each run that takes a source's lock claims the next token (``sync_state.fence + 1``) in its first
+transaction. Every transaction that writes for the run -- a page, a checkpoint, a reconciliation
+step, the pass's completion -- first locks the source's ``sync_state`` row and checks the token is
+still the current one. A run paused past its lock's TTL (GC pause, SIGSTOP, a partition) that wakes
+up after a newer run claimed the source rolls back instead of writing over the newer run's work;
+the row lock orders a claim after any page transaction already in flight.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, select, update
+
+from models import SyncState
+from worker.sync.lock import LockLost
+from worker.sync.sources import SyncSource, table_of
+
+STATE = table_of(SyncState)
+
+
+class FencedOut(LockLost):
+    """A newer run claimed the source; this run's transaction must not commit."""
+
+
+def ensure_state_row(conn: Connection, source: SyncSource) -> None:
+    if conn.execute(select(STATE.c.source).where(STATE.c.source == source.value)).first() is None:
+        conn.execute(STATE.insert().values(source=source.value, checkpoint={}, fence=0))
+
+
+def claim(conn: Connection, source: SyncSource) -> int:
+    """Take the next fencing token for ``source``; call while holding its lock."""
+    ensure_state_row(conn, source)
+    stmt = (
+        update(STATE)
+        .where(STATE.c.source == source.value)
+        .values(fence=STATE.c.fence + 1)
+        .returning(STATE.c.fence)
+    )
+    return int(conn.execute(stmt).scalar_one())
+
+
+def check(conn: Connection, source: SyncSource, fence: int) -> None:
+    """Lock the source's state row and make sure ``fence`` is still current.
+
+    Raises:
+        FencedOut: a newer run claimed the source (the caller's transaction rolls back).
+    """
+    query = select(STATE.c.fence).where(STATE.c.source == source.value).with_for_update()
+    current = conn.execute(query).scalar_one_or_none()
+    if current != fence:
+        msg = f"fenced out: this run holds token {fence}, the source is now at {current}"
+        raise FencedOut(msg)
