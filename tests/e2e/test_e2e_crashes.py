@@ -17,6 +17,7 @@ from e2e_harness import (
     events,
     expected_products,
     mirrored_products,
+    outcome,
     product_mismatches,
     runs,
     wait_until,
@@ -39,7 +40,7 @@ def crash(proc: CeleryProcess) -> None:
 
 
 def started_runs(db: Engine) -> list[dict[str, object]]:
-    return [r for r in runs(db, WOO) if r["status"] != "skipped_already_running"]
+    return [r for r in runs(db, WOO) if r["status"] != "deferred"]
 
 
 def wait_for_runs(db: Engine, count: int) -> None:
@@ -81,11 +82,12 @@ def test_escalation_restores_the_message_when_a_page_hangs(
     assert product_mismatches(expected_products(woo.catalog), mirrored_products(db)) == []
 
 
-def test_a_killed_pool_child_is_requeued_at_once_and_waits_out_its_own_lock(
+def test_a_killed_pool_child_is_requeued_at_once_and_takes_over_its_own_lock(
     stack: Stack, woo: WooCommerceSimulator, db: Engine, client_app: Celery
 ) -> None:
     # The OOM killer's way: only the pool process dies. task_reject_on_worker_lost requeues the message
-    # at once, long before the dead run's lock expires; skipping it would drop the rest of that run.
+    # at once, before the dead run's lock expires; the lock names its holder, whose process is gone
+    # from this host, so the redelivery takes the source over at once instead of waiting or skipping.
     worker = stack.worker()
     woo.faults.set(latency_ms=150)
     result = enqueue(client_app, WOO, full=True)
@@ -95,7 +97,7 @@ def test_a_killed_pool_child_is_requeued_at_once_and_waits_out_its_own_lock(
 
     woo.faults.clear()
     assert result.get(timeout=120)["status"] == "succeeded"
-    assert [r["status"] for r in runs(db, WOO)] == ["interrupted", "skipped_already_running", "succeeded"]
+    assert [r["status"] for r in runs(db, WOO)] == ["interrupted", "succeeded"]
     assert {r["task_id"] for r in runs(db, WOO)} == {result.id}
     assert product_mismatches(expected_products(woo.catalog), mirrored_products(db)) == []
 
@@ -124,8 +126,9 @@ def test_a_message_that_always_kills_its_worker_is_dropped_after_the_cap(
         crash(worker)
 
     stack.worker()
-    summary = result.get(timeout=90)
-    assert summary["status"] == "redelivery_limit"
+    state, error = outcome(result, 90)
+    assert state == "FAILURE"
+    assert "redelivery_limit" in str(error)
     assert len(started_runs(db)) == 2  # the third delivery never started a run
     (event,) = events(db, "sync.redelivery_limit")
     assert event["correlation_id"] == result.id

@@ -14,6 +14,7 @@ from e2e_harness import (
     events,
     expected_products,
     mirrored_products,
+    outcome,
     product_mismatches,
     runs,
 )
@@ -69,8 +70,9 @@ def test_upstream_down_opens_the_breaker_and_later_runs_skip(
 ) -> None:
     stack.worker()
     woo.faults.set(kind="status", status=503, rate=1.0)
-    failed = enqueue(client_app, WOO, full=True).get(timeout=120)
-    assert failed["status"] == "failed"
+    state, failed = outcome(enqueue(client_app, WOO, full=True), 120)
+    assert state == "FAILURE"
+    assert "503" in str(failed)
     served = woo.faults.requests()
     assert served > 0
     # Every failed call has its row.
@@ -80,7 +82,7 @@ def test_upstream_down_opens_the_breaker_and_later_runs_skip(
 
     # More failing runs until the breaker has seen enough to open.
     for _ in range(10):
-        if enqueue(client_app, WOO, full=False).get(timeout=120)["status"] == "skipped_breaker_open":
+        if outcome(enqueue(client_app, WOO, full=False), 120)[0] == "SKIPPED":
             break
     else:
         pytest.fail("the breaker never opened")
