@@ -2,7 +2,8 @@
 
 Each check really calls its service with a short timeout and reports its latency. Exit status 1
 when any check is DOWN, so an orchestrator restarts or withholds traffic; "skipped" (a part not
-installed in this build) does not fail.
+installed in this build, an upstream not configured) does not fail. The upstream checks only probe:
+they bypass the breaker and its retries, so they never move a breaker or write to event_log.
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 import redis
 
 from worker.cli.output import cli_settings, echo_json, json_option, redact_url, render_table, scrub
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from worker.upstream.probe import ProbeReport
 
 Status = Literal["ok", "down", "skipped"]
 SERVICE_TIMEOUT = 2.0
@@ -28,14 +32,38 @@ class Skipped(Exception):
 
 
 @dataclass(frozen=True)
+class Finding:
+    """A check's detail line plus facts that scripts read from ``--json``."""
+
+    detail: str
+    facts: dict[str, Any]
+
+
+class CheckFailed(RuntimeError):
+    """The check is down; its facts still go to ``--json``."""
+
+    def __init__(self, detail: str, facts: dict[str, Any]) -> None:
+        super().__init__(detail)
+        self.facts = facts
+
+
+@dataclass(frozen=True)
 class CheckResult:
     name: str
     status: Status
     latency_ms: float
     detail: str
+    # What an upstream probe found (reachable, authenticated, version); None for the other checks.
+    upstream: dict[str, Any] | None = None
 
     def line(self) -> str:
         return f"{self.name}: {self.status.upper()} ({self.detail})"
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.upstream is None:
+            del data["upstream"]
+        return data
 
 
 def check_database(settings: Settings) -> str:
@@ -126,26 +154,61 @@ def check_breakers(settings: Settings) -> str:
     return ", ".join(f"{s.name}={s.state}" for s in stats)
 
 
-CHECKS: dict[str, Callable[[Settings], str]] = {
+def _probed(report: ProbeReport) -> Finding:
+    if report.problem is not None:
+        raise CheckFailed(report.problem, report.as_dict())
+    return Finding(report.summary, report.as_dict())
+
+
+def check_odoo(settings: Settings) -> Finding:
+    if not settings.odoo_enabled:
+        raise Skipped("not configured (ODOO_URL is not set)")
+    from worker.upstream.probe_odoo import probe_odoo
+
+    return _probed(probe_odoo(settings))
+
+
+def check_woocommerce(settings: Settings) -> Finding:
+    if not settings.woocommerce_enabled:
+        raise Skipped("not configured (WOOCOMMERCE_URL is not set)")
+    from worker.upstream.probe_woocommerce import probe_woocommerce
+
+    return _probed(probe_woocommerce(settings))
+
+
+CHECKS: dict[str, Callable[[Settings], str | Finding]] = {
     "database": check_database,
     "redis": check_redis,
     "broker": check_broker,
     "workers": check_workers,
     "breakers": check_breakers,
+    "odoo": check_odoo,
+    "woocommerce": check_woocommerce,
 }
 
 
-def run_check(name: str, fn: Callable[[Settings], str], settings: Settings) -> CheckResult:
+def run_check(name: str, fn: Callable[[Settings], str | Finding], settings: Settings) -> CheckResult:
     started = time.perf_counter()
     status: Status = "ok"
+    facts: dict[str, Any] | None = None
     try:
-        detail = fn(settings)
+        outcome = fn(settings)
+        detail, facts = (outcome.detail, outcome.facts) if isinstance(outcome, Finding) else (outcome, None)
     except Skipped as exc:
         status, detail = "skipped", str(exc)
+    except CheckFailed as exc:
+        status, detail, facts = "down", str(exc), exc.facts
     except Exception as exc:
         status, detail = "down", " ".join(str(exc).split()) or type(exc).__name__
     latency = (time.perf_counter() - started) * 1000
-    return CheckResult(name, status, round(latency, 1), scrub(detail, settings.secret_values()))
+    secrets = settings.secret_values()
+    return CheckResult(name, status, round(latency, 1), scrub(detail, secrets), _scrub_facts(facts, secrets))
+
+
+def _scrub_facts(facts: dict[str, Any] | None, secrets: list[str]) -> dict[str, Any] | None:
+    if facts is None:
+        return None
+    return {k: scrub(v, secrets) if isinstance(v, str) else v for k, v in facts.items()}
 
 
 def run_checks(settings: Settings, names: list[str]) -> list[CheckResult]:
@@ -163,12 +226,12 @@ def run_checks(settings: Settings, names: list[str]) -> list[CheckResult]:
 @json_option
 @click.pass_context
 def health(ctx: click.Context, names: tuple[str, ...], as_json: bool) -> None:
-    """Check the database, Redis, the broker, live workers and breaker states; exit 1 if any is down."""
+    """Check the database, Redis, the broker, live workers, breakers and upstreams; exit 1 if any is down."""
     settings = cli_settings(ctx)
     results = run_checks(settings, list(names) or list(CHECKS))
     healthy = all(r.status != "down" for r in results)
     if as_json:
-        echo_json({"healthy": healthy, "checks": [asdict(r) for r in results]})
+        echo_json({"healthy": healthy, "checks": [r.as_dict() for r in results]})
     else:
         rows = [(r.name, r.status.upper(), f"{r.latency_ms:.1f} ms", r.detail) for r in results]
         render_table("syncworker health", ["check", "status", "latency", "detail"], rows)

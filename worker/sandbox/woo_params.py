@@ -81,7 +81,7 @@ def parse_list(request: Request) -> ListParams:
         created_after=_date(request, "after", gmt),
         created_before=_date(request, "before", gmt),
         include=tuple(include) if include else None,
-        fields=_fields(request),
+        fields=requested_fields(request),
     )
 
 
@@ -134,7 +134,8 @@ def _id_list(request: Request, name: str) -> list[int]:
     return ids
 
 
-def _fields(request: Request) -> tuple[str, ...] | None:
+def requested_fields(request: Request) -> tuple[str, ...] | None:
+    """``_fields``, which every WordPress REST route honours."""
     raw = request.param("_fields")
     if not raw:
         return None
@@ -142,8 +143,31 @@ def _fields(request: Request) -> tuple[str, ...] | None:
 
 
 def only_fields(record: dict[str, Any], fields: tuple[str, ...] | None) -> dict[str, Any]:
-    """``_fields=a,b``: keep only those top-level keys, as WordPress filters the response."""
+    """``_fields=a,b.c``: keep only those keys, nested ones too, as ``rest_filter_response_fields`` does."""
     if fields is None:
         return record
-    top = {f.split(".", 1)[0] for f in fields}
-    return {k: v for k, v in record.items() if k in top}
+    wanted: dict[str, Any] = {}
+    for path in fields:
+        *parents, last = path.split(".")
+        node = wanted
+        for name in parents:
+            if node.get(name) is True:  # the whole parent is already wanted
+                break
+            node = node.setdefault(name, {})
+        else:
+            node[last] = True
+    return _keep(record, wanted)
+
+
+def _keep(data: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    for key, value in data.items():
+        spec = wanted.get(key)
+        if spec is True:
+            kept[key] = value
+        elif isinstance(spec, dict) and isinstance(value, dict):
+            kept[key] = _keep(value, spec)
+        elif isinstance(spec, dict):
+            # PHP intersects keys: a list has only numeric keys, so a nested field empties it.
+            kept[key] = [] if isinstance(value, list) else value
+    return kept

@@ -19,7 +19,8 @@ from worker.sandbox.faults import FaultInjector, FaultSpec
 from worker.sandbox.http import Simulator
 from worker.sandbox.rng import hex_token
 from worker.sandbox.wire import Request, Response, json_response
-from worker.sandbox.woo_params import InvalidParam, ListParams, only_fields, parse_list
+from worker.sandbox.woo_params import InvalidParam, ListParams, only_fields, parse_list, requested_fields
+from worker.sandbox.woo_site import WC_VERSION, WP_VERSION, site_index, system_status
 
 API = "/wp-json/wc/v3"
 ROUTE = re.compile(rf"^{API}/products(?:/(\d+)(?:/variations(?:/(\d+))?)?)?/?$")
@@ -35,6 +36,14 @@ INVALID_ID = {
 }
 CANNOT_LIST = "Sorry, you cannot list resources."
 CANNOT_VIEW = "Sorry, you cannot view this resource."
+INDEX_PATHS = ("/wp-json", "/wp-json/")
+SYSTEM_STATUS = f"{API}/system_status"
+# A known key with the wrong secret (measured, 9.9.5); an unknown key is just not logged in.
+WRONG_SECRET = {
+    "code": "woocommerce_rest_authentication_error",
+    "message": "Consumer secret is invalid.",
+    "data": {"status": 401},
+}
 
 
 def cannot_view(status: int, message: str = CANNOT_LIST) -> Response:
@@ -60,6 +69,10 @@ class WooCommerceSimulator(Simulator):
         self.catalog = WooCatalog(seed, size, clock=self.now)
         self.consumer_key = "ck_" + hex_token(seed, 101, 40)
         self.consumer_secret = "cs_" + hex_token(seed, 102, 40)
+        self.wc_version = WC_VERSION
+        self.wp_version = WP_VERSION
+        # False models a key whose user may list products but not manage WooCommerce.
+        self.system_status_readable = True
 
     def on_started(self) -> None:
         self.catalog.site_url = self.base_url
@@ -69,6 +82,11 @@ class WooCommerceSimulator(Simulator):
         return self.base_url + API
 
     def handle(self, request: Request) -> Response:
+        if request.method in ("GET", "HEAD") and request.path in INDEX_PATHS:
+            # Public: WooCommerce's key check runs only for its own routes.
+            return json_response(200, only_fields(site_index(self.base_url), requested_fields(request)))
+        if request.method in ("GET", "HEAD") and request.path.rstrip("/") == SYSTEM_STATUS:
+            return self._system_status(request)
         match = ROUTE.match(request.path)
         if match is None or request.method not in ("GET", "HEAD"):
             return json_response(404, NO_ROUTE)
@@ -76,8 +94,9 @@ class WooCommerceSimulator(Simulator):
         is_collection = product_id is None or (
             request.path.rstrip("/").endswith("/variations") and variation_id is None
         )
-        if not self._authenticated(request):
-            return cannot_view(401, CANNOT_LIST if is_collection else CANNOT_VIEW)
+        refused = self._refusal(request, CANNOT_LIST if is_collection else CANNOT_VIEW)
+        if refused is not None:
+            return refused
         try:
             if product_id is None:
                 return self._list_products(request, parse_list(request))
@@ -89,17 +108,30 @@ class WooCommerceSimulator(Simulator):
         except InvalidParam as exc:
             return json_response(400, exc.body)
 
-    def _authenticated(self, request: Request) -> bool:
+    def _refusal(self, request: Request, message: str) -> Response | None:
+        """None when the request carries our key and secret; else WooCommerce's 401 for it."""
         key, secret = request.param("consumer_key"), request.param("consumer_secret")
         header = request.headers.get("authorization", "")
         if header[:6].lower() == "basic ":
             try:
                 key, _, secret = base64.b64decode(header[6:].strip()).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
-                return False
-        return hmac.compare_digest(key or "", self.consumer_key) and hmac.compare_digest(
-            secret or "", self.consumer_secret
-        )
+                key = secret = None
+        if not hmac.compare_digest(key or "", self.consumer_key):
+            return cannot_view(401, message)
+        if not hmac.compare_digest(secret or "", self.consumer_secret):
+            return json_response(401, WRONG_SECRET)
+        return None
+
+    def _system_status(self, request: Request) -> Response:
+        refused = self._refusal(request, CANNOT_LIST)
+        if refused is not None:
+            return refused
+        if not self.system_status_readable:
+            # Logged in through the key but without manage_woocommerce: 403, not 401.
+            return cannot_view(403, CANNOT_LIST)
+        body = system_status(self.base_url, self.wc_version, self.wp_version)
+        return json_response(200, only_fields(body, requested_fields(request)))
 
     def _list_products(self, request: Request, params: ListParams) -> Response:
         ids = self.catalog.query_products(

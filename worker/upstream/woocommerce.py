@@ -48,6 +48,18 @@ def woo_datetime(value: datetime) -> str:
     return aware.astimezone(UTC).strftime(WOO_DATETIME)
 
 
+def credentials(settings: Settings) -> tuple[HTTPBasicAuth | None, dict[str, str]]:
+    """HTTP Basic auth, or query-string keys for hosts that strip Authorization (summaries redact them)."""
+    key = settings.woocommerce_consumer_key
+    secret = settings.woocommerce_consumer_secret
+    if key is None or secret is None:
+        msg = "WOOCOMMERCE_CONSUMER_KEY and WOOCOMMERCE_CONSUMER_SECRET are required"
+        raise ValueError(msg)
+    if settings.woocommerce_auth == "query":
+        return None, {"consumer_key": key.get_secret_value(), "consumer_secret": secret.get_secret_value()}
+    return HTTPBasicAuth(key.get_secret_value(), secret.get_secret_value()), {}
+
+
 def _int_header(resp: HttpResponse, name: str) -> int | None:
     value = resp.headers.get(name, "").strip()
     return int(value) if value.isdigit() else None
@@ -114,24 +126,10 @@ class WooCommerceClient(GuardedClient):
         if not settings.woocommerce_url:
             msg = "WOOCOMMERCE_URL is not configured"
             raise ValueError(msg)
-        key = settings.woocommerce_consumer_key
-        secret = settings.woocommerce_consumer_secret
-        if key is None or secret is None:
-            msg = "WOOCOMMERCE_CONSUMER_KEY and WOOCOMMERCE_CONSUMER_SECRET are required"
-            raise ValueError(msg)
         self._base = settings.woocommerce_url.rstrip("/") + API_PATH
         self._transport = HttpTransport(settings, UPSTREAM, session=session)
         self._concurrency = settings.woocommerce_page_concurrency
-        # Query-string keys are for hosts that strip Authorization; summaries redact them.
-        self._auth: HTTPBasicAuth | None = None
-        self._auth_params: dict[str, str] = {}
-        if settings.woocommerce_auth == "query":
-            self._auth_params = {
-                "consumer_key": key.get_secret_value(),
-                "consumer_secret": secret.get_secret_value(),
-            }
-        else:
-            self._auth = HTTPBasicAuth(key.get_secret_value(), secret.get_secret_value())
+        self._auth, self._auth_params = credentials(settings)
         self._guard_calls(
             UPSTREAM, settings, breaker, event_log, retrying,
             base_url=settings.woocommerce_url, correlation_id=correlation_id,
@@ -192,15 +190,15 @@ class WooCommerceClient(GuardedClient):
 
         return bool(self._guarded("read_variation", send))
 
-    def list_product_ids(self, status: str = "any") -> Iterator[list[Any]]:
-        """Every product's ``id`` value with ``status``, one page at a time: the cheap deletion scan.
+    def list_product_ids(self, status: str = "any", start_page: int = 1) -> Iterator[tuple[int, list[Any]]]:
+        """Every product's ``id`` value with ``status`` as ``(page number, ids)``: the cheap deletion scan.
 
         Values are passed on as upstream sent them: a record without a usable id makes the listing
         useless as evidence of deletion, and only the caller can decide what that means.
         """
         params = {"status": status, "orderby": "id", "order": "asc", "_fields": "id"}
-        for page in self._iter_pages("/products", params, "list_product_ids", 1):
-            yield [r.get("id") for r in page.records]
+        for page in self._iter_pages("/products", params, "list_product_ids", start_page):
+            yield page.page, [r.get("id") for r in page.records]
 
     def newest_product_ids(self, above: int | None) -> list[int]:
         """Product ids (``status=any``) greater than ``above``, newest first; one request if None.

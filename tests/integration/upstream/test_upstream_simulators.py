@@ -138,7 +138,7 @@ def test_woo_incremental_window_and_resume(stack: Stack, woo: WooCommerceSimulat
 
 def test_woo_variations_and_id_scan(stack: Stack, woo: WooCommerceSimulator) -> None:
     client, _ = stack.woo(woo)
-    scanned = [i for batch in client.list_product_ids("any") for i in batch]
+    scanned = [i for _, batch in client.list_product_ids("any") for i in batch]
     assert scanned == all_ids(client)
     variable = next(p for p in woo.catalog.iter_products() if p["type"] == "variable" and p["variations"])
     got = [r["id"] for p in client.iter_variation_pages(variable["id"]) for r in p.records]

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from worker.cli import health as health_module
 from worker.cli import main
-from worker.cli.health import Skipped, run_check
+from worker.cli.health import CheckFailed, Finding, Skipped, run_check
 from worker.cli.output import CliState
 from worker.settings import Settings
 
@@ -81,3 +81,49 @@ def test_bad_configuration_exits_two_naming_the_variable(
     result = CliRunner().invoke(main, ["health"])
     assert result.exit_code == 2
     assert "ODOO_API_KEY" in result.output
+
+
+@pytest.mark.parametrize(
+    ("name", "variable"),
+    [("odoo", "ODOO_URL"), ("woocommerce", "WOOCOMMERCE_URL")],
+    ids=["odoo", "woocommerce"],
+)
+def test_an_upstream_that_is_not_configured_is_skipped(
+    settings_factory: Any, name: str, variable: str
+) -> None:
+    result = run_check(name, health_module.CHECKS[name], settings_factory())
+    assert (result.status, result.detail) == ("skipped", f"not configured ({variable} is not set)")
+    assert result.upstream is None
+
+
+def test_upstream_facts_reach_json_scrubbed_and_only_on_upstream_checks(
+    settings_factory: Any, fake_checks: dict[str, Any]
+) -> None:
+    secret = "cs_not-for-your-eyes-0123456789"
+    settings = settings_factory(
+        woocommerce_url="https://shop.internal.test",
+        woocommerce_consumer_key="ck_0123456789abcdef",
+        woocommerce_consumer_secret=secret,
+    )
+    facts = {"url": "https://shop.internal.test", "reachable": True, "authenticated": False, "note": secret}
+
+    def refused(_: Settings) -> Finding:
+        raise CheckFailed(f"WooCommerce refused the consumer key {secret}", facts)
+
+    fake_checks["odoo"] = lambda s: Finding("Odoo 17.0 at https://odoo.internal.test", {"version": "17.0"})
+    fake_checks["woocommerce"] = refused
+    result = CliRunner().invoke(main, ["health", "--json"], obj=CliState(settings=settings))
+    assert result.exit_code == 1
+    assert secret not in result.output
+    by_name = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert "upstream" not in by_name["database"] and "upstream" not in by_name["redis"]
+    assert by_name["odoo"] == {
+        "name": "odoo",
+        "status": "ok",
+        "latency_ms": by_name["odoo"]["latency_ms"],
+        "detail": "Odoo 17.0 at https://odoo.internal.test",
+        "upstream": {"version": "17.0"},
+    }
+    assert by_name["woocommerce"]["status"] == "down"
+    assert by_name["woocommerce"]["detail"] == "WooCommerce refused the consumer key ***"
+    assert by_name["woocommerce"]["upstream"] == {**facts, "note": "***"}

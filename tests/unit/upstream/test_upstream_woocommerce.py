@@ -87,7 +87,7 @@ def test_without_total_headers_pages_until_a_short_page(settings_factory: Any) -
 
 def test_list_product_ids_and_variations(settings_factory: Any, woo: ScriptedServer) -> None:
     client, *_ = make_client(settings_factory, woo.url)
-    ids = [i for batch in client.list_product_ids("any") for i in batch]
+    ids = [i for _, batch in client.list_product_ids("any") for i in batch]
     assert ids == list(range(21, 1051)) and woo.requests[0].query["_fields"] == "id"
     variations = [r["id"] for p in client.iter_variation_pages(7) for r in p.records]
     assert variations == list(range(7001, 7151))
