@@ -4,7 +4,8 @@ Counters and histograms work with prefork workers through prometheus-client's mu
 ``PROMETHEUS_MULTIPROC_DIR`` is set (prometheus-client reads the variable itself, at import), every
 process writes its samples to files there and the exporter in the worker's main process sums them.
 The breaker state is not a per-process value at all: it lives in Redis for the whole fleet, so a
-collector reads it at scrape time and any process's exporter reports the same, current truth.
+collector reads it at scrape time and any process's exporter reports the same, current truth; so do the
+gauges of ``worker.metrics_scrape`` (last successes, schedule, event spools).
 """
 
 from __future__ import annotations
@@ -125,6 +126,20 @@ def record_event_written(event_type: str) -> None:
     EVENTS_WRITTEN.labels(event_type).inc()
 
 
+def zero_sync_run_series(source_modes: Iterable[tuple[str, str]]) -> None:
+    """Export every run outcome at 0 from the start.
+
+    Prometheus's ``increase()`` needs a sample before the first increment: a ``failed`` series born
+    at 1 would hide the first failed run from the alerts.
+    """
+    from worker.sync.outcome import RunStatus  # lazy: the sync package imports this module
+
+    finished = [status.value for status in RunStatus if status is not RunStatus.RUNNING]
+    for source, mode in source_modes:
+        for status in finished:
+            SYNC_RUNS.labels(source, mode, status)
+
+
 # -- the fleet-wide breaker gauge ------------------------------------------------------------------
 
 
@@ -187,8 +202,11 @@ def multiproc_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
-def build_registry(read_states: StateReader | None) -> CollectorRegistry:
-    """What one scrape shows: every process's samples (multiprocess) or this one's, plus breakers."""
+def build_registry(
+    read_states: StateReader | None, *, scrape_time: Iterable[Collector] = ()
+) -> CollectorRegistry:
+    """What one scrape shows: every process's samples (multiprocess) or this one's, plus breakers and
+    the other ``scrape_time`` gauges."""
     registry = CollectorRegistry(auto_describe=False)
     path = multiproc_dir()
     if path:
@@ -198,6 +216,8 @@ def build_registry(read_states: StateReader | None) -> CollectorRegistry:
             registry.register(metric)
     if read_states is not None:
         registry.register(BreakerStateCollector(read_states))
+    for collector in scrape_time:
+        registry.register(collector)
     return registry
 
 
@@ -206,8 +226,15 @@ def start_metrics_server(settings: Settings, *, addr: str = "0.0.0.0") -> Any | 
     if not settings.metrics_port:
         return None
     from worker.breaker import breaker_redis
+    from worker.metrics_scrape import scrape_collectors
+    from worker.schedule import sync_intervals
 
-    registry = build_registry(redis_state_reader(settings, breaker_redis(settings)))
+    client = breaker_redis(settings)
+    intervals = sync_intervals(settings)
+    zero_sync_run_series(intervals)
+    registry = build_registry(
+        redis_state_reader(settings, client), scrape_time=scrape_collectors(settings, client, intervals)
+    )
     server, _thread = start_http_server(settings.metrics_port, addr=addr, registry=registry)
     logger.info("metrics exporter listening", extra={"port": settings.metrics_port})
     return server
