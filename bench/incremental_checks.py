@@ -47,7 +47,8 @@ STEPS = ("initial_full", "noop_incremental", "noop_full", "edit10_incremental")
 
 
 def serve(upstream: str, size: int) -> None:
-    """Run one simulator; print its settings, then answer ``edit N`` lines on stdin with JSON."""
+    """Run one simulator; print its settings, then answer ``edit N``, ``delete N`` and ``ids`` lines on
+    stdin with JSON (``delete`` and ``ids``: WooCommerce only)."""
     from worker.sandbox.__main__ import describe
     from worker.sandbox.odoo import OdooSimulator
     from worker.sandbox.woocommerce import WooCommerceSimulator
@@ -57,9 +58,19 @@ def serve(upstream: str, size: int) -> None:
         print("\n".join(describe(sim)), flush=True)
         for line in sys.stdin:
             command, _, arg = line.strip().partition(" ")
-            if command != "edit":
+            if command == "edit":
+                print(json.dumps(edit(sim, upstream, int(arg))), flush=True)
+            elif command == "delete":
+                ids = [p["id"] for p in sim.catalog.iter_products()]
+                gone = ids[:: max(1, len(ids) // int(arg))][: int(arg)]
+                for record_id in gone:
+                    sim.catalog.delete(record_id)
+                print(json.dumps({"deleted": gone}), flush=True)
+            elif command == "ids":
+                expected = sorted(int(r["id"]) for r in sim.catalog.expected_rows())
+                print(json.dumps({"ids": expected}), flush=True)
+            else:
                 break
-            print(json.dumps(edit(sim, upstream, int(arg))), flush=True)
 
 
 def edit(sim: Any, upstream: str, count: int) -> dict[str, str]:
@@ -95,13 +106,17 @@ class SimulatorProcess:
                 self.env[key] = value
 
     def edit(self, count: int) -> dict[str, str]:
+        return dict(self.ask(f"edit {count}"))
+
+    def ask(self, command: str) -> Any:
+        """Send one command line; its JSON answer."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(f"edit {count}\n")
+        self.proc.stdin.write(f"{command}\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         while line and not line.startswith("{"):  # the settings' trailing comment lines
             line = self.proc.stdout.readline()
-        return dict(json.loads(line))
+        return json.loads(line)
 
     def close(self) -> None:
         self.proc.terminate()

@@ -63,6 +63,20 @@ def pg_url() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
 
+@pytest.fixture
+def scratch_pg_url() -> Iterator[str]:
+    """An empty PostgreSQL database for one test alone, to check that nothing was written to it."""
+    admin = _pg_admin_conninfo()
+    dbname = f"syncworker_scratch_{RUN_ID}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+    try:
+        yield _with_database(admin, dbname)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def migrated_pg_url(pg_url: str) -> str:
     """The run's PostgreSQL database with every migration applied (once per run)."""
@@ -115,6 +129,16 @@ def _claim_free_redis_db() -> tuple[str, int]:
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A Redis database of this run's own, emptied at the end."""
+    url, _ = _claim_free_redis_db()
+    yield url
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def own_redis_url() -> Iterator[str]:
+    """A Redis database for one test alone; its only key is the claim, so a write to it shows."""
     url, _ = _claim_free_redis_db()
     yield url
     client = redis.Redis.from_url(url)

@@ -2,6 +2,8 @@
 
 ``celery -A worker`` finds the app as ``worker.app``. It is built on first access only, so importing
 ``worker.settings`` or any other submodule never reads the environment or builds the Celery app.
+That first access is where a Celery process (worker, beat or Flower) starts: it refuses, naming each
+variable, when the settings are invalid or the event spool (EVENT_SPOOL_PATH) cannot be written.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        from worker.settings import SettingsError
+        from worker.eventspool import check_spool_writable
+        from worker.settings import SettingsError, get_settings
 
         try:
             from worker.celery_app import app
+
+            check_spool_writable(get_settings().event_spool_path)
         except SettingsError as exc:
             # `celery -A worker ...` would bury the list of problems under its own traceback.
             import sys

@@ -10,6 +10,7 @@ import fcntl
 import json
 import logging
 import os
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+
+from worker.settings import SettingsError
 
 logger = logging.getLogger("worker.eventlog")
 
@@ -147,6 +150,37 @@ class FileSpool:
     def has_pending(self) -> bool:
         return self.path.exists()
 
+    def write_problem(self) -> str | None:
+        """Why an event could not be spooled here, or None once the directory exists and takes files."""
+        directory = self.path.parent
+        if directory.exists() and not directory.is_dir():
+            return self._problem(directory, "not a directory")
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            for existing in (self.path, self.lock_path):
+                if existing.exists():  # left by another user, or a directory in the way
+                    os.close(os.open(existing, os.O_WRONLY | os.O_APPEND))
+        except OSError as exc:
+            return self._problem(exc.filename or directory, exc.strerror or str(exc))
+        try:
+            # Appending creates the spool and a flush deletes it: the directory must allow both.
+            with tempfile.NamedTemporaryFile(dir=directory, prefix=".spool-probe-"):
+                pass
+        except OSError as exc:
+            return self._problem(directory, exc.strerror or str(exc))
+        return None
+
+    def _problem(self, where: object, reason: str) -> str:
+        return f"cannot write events to {self.path}: {where}: {reason} (uid {os.geteuid()})"
+
+    def pending(self) -> int:
+        """Complete lines waiting in the file, for metrics; read without the lock, so it never blocks."""
+        try:
+            with self.path.open("rb") as spool:
+                return sum(chunk.count(b"\n") for chunk in iter(lambda: spool.read(1 << 16), b""))
+        except FileNotFoundError:
+            return 0
+
     def append(self, line: str) -> None:
         with self._locked(blocking=True):
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -182,3 +216,14 @@ class FileSpool:
             yield True
         finally:
             os.close(fd)  # closing the descriptor releases the lock
+
+
+def check_spool_writable(spool_path: str) -> None:
+    """Refuse to start a process whose last-resort spool could not take an event."""
+    problem = FileSpool(Path(spool_path)).write_problem()
+    if problem is not None:
+        msg = (
+            f"invalid configuration:\n  EVENT_SPOOL_PATH: {problem}; events recorded while the database "
+            "and Redis are down would be lost. Point it at a file in a directory this user can write."
+        )
+        raise SettingsError(msg)

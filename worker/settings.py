@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     allow_insecure_http: bool = False
+    # `syncworker run` with nothing configured at all plays the demo; the image turns that off.
+    demo_fallback: bool = True
 
     odoo_url: str | None = None
     odoo_db: str | None = None
@@ -78,6 +80,8 @@ class Settings(BaseSettings):
     http_read_timeout: float = Field(30.0, gt=0)
     http_max_response_bytes: int = Field(50 * 1024 * 1024, ge=1024)
     http_max_redirects: int = Field(3, ge=0)
+    # The whole time `syncworker health` gives one upstream's probes (version, credentials).
+    health_upstream_timeout_seconds: float = Field(5.0, gt=0)
 
     retry_max_attempts: int = Field(5, ge=1)
     retry_max_delay_seconds: float = Field(120.0, gt=0)
@@ -91,7 +95,8 @@ class Settings(BaseSettings):
     breaker_redis_retry_interval_seconds: float = Field(5.0, gt=0)
 
     sync_overlap_seconds: float = Field(120.0, ge=0)
-    sync_lock_ttl_seconds: float = Field(120.0, gt=0)
+    # Short: a heartbeat renews it every TTL/3, so a dead holder is recognised within seconds.
+    sync_lock_ttl_seconds: float = Field(15.0, gt=0)
     sync_incremental_interval_seconds: float = Field(300.0, gt=0)
     sync_full_cron: str = "0 3 * * *"
     sync_max_redeliveries: int = Field(5, ge=1)

@@ -1,8 +1,9 @@
 """The one-command demo, driven from outside as an operator would.
 
-Redis at REDIS_URL is "stopped" (a closed port), so the demo must start its own; DATABASE_URL is
-unset, so it uses its SQLite file. The test watches the narrative, checks each milestone with the
-real `syncworker` commands, then sends SIGINT and checks that nothing the demo started survives.
+DATABASE_URL, REDIS_URL and CELERY_BROKER_URL point at real servers, in the environment and in .env:
+the demo must use none of them (no table, no key), only its own Redis and SQLite file. The test watches
+the narrative, checks each milestone with the real `syncworker` commands, then sends SIGINT and checks
+that nothing the demo started survives. `syncworker run` with nothing configured plays the same demo.
 """
 
 from __future__ import annotations
@@ -11,30 +12,60 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
+import redis
 import requests
 
+from worker.demo.stack import DEMO_PREFIX
 from worker.settings import Settings
 
 pytestmark = pytest.mark.e2e
 
 BIN = Path(sys.executable).parent
 MILESTONE_TIMEOUT = 120.0
+CLAIM_KEY = b"syncworker-test:claim"  # the only key of a database claimed by own_redis_url
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+def tables_in(pg_url: str) -> list[str]:
+    with psycopg.connect(pg_url, connect_timeout=5) as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+    return sorted(str(row[0]) for row in rows)
+
+
+def keys_in(redis_url: str) -> set[bytes]:
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        return set(client.scan_iter(count=1000))
+    finally:
+        client.close()
+
+
+def demo_keys_on_server(redis_url: str) -> list[bytes]:
+    """Keys under the demo's prefix in any database of the server at ``redis_url``."""
+    found: list[bytes] = []
+    server = redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        databases = [int(name.removeprefix("db")) for name in server.info("keyspace")]
+    finally:
+        server.close()
+    for db in databases:
+        # The URL's own database number wins over a db= argument, so it is replaced.
+        url = urlunsplit(urlsplit(redis_url)._replace(path=f"/{db}"))
+        client = redis.Redis.from_url(url, socket_timeout=5)
+        try:
+            found += client.scan_iter(match=f"{DEMO_PREFIX}*", count=1000)
+        finally:
+            client.close()
+    return found
 
 
 def base_env() -> dict[str, str]:
@@ -121,18 +152,24 @@ def processes_mentioning(marker: str) -> list[int]:
     return found
 
 
-def test_demo_runs_the_outage_story_and_stops_cleanly(tmp_path: Path) -> None:
-    dead_redis = f"redis://127.0.0.1:{closed_port()}/0"
-    env = base_env() | {"REDIS_URL": dead_redis}
-    proc = subprocess.Popen(
-        [str(BIN / "syncworker"), "run"],
+def start(env: dict[str, str], cwd: Path, command: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(BIN / "syncworker"), command],
         env=env,
-        cwd=tmp_path,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
     )
+
+
+def test_demo_runs_the_outage_story_and_stops_cleanly(
+    tmp_path: Path, scratch_pg_url: str, own_redis_url: str
+) -> None:
+    servers = {"DATABASE_URL": scratch_pg_url, "REDIS_URL": own_redis_url, "CELERY_BROKER_URL": own_redis_url}
+    (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in servers.items()))
+    proc = start(base_env() | servers, tmp_path, "demo")
     transcript = Transcript(proc)
     try:
         transcript.wait_for("==> initial syncs succeeded")
@@ -140,7 +177,8 @@ def test_demo_runs_the_outage_story_and_stops_cleanly(tmp_path: Path) -> None:
         demo_env = dict(
             line.split("=", 1) for line in (tmp_path / ".demo" / "env").read_text().splitlines() if line
         )
-        assert demo_env["REDIS_URL"] != dead_redis, "the demo should have started its own Redis"
+        assert urlsplit(demo_env["REDIS_URL"]).port != urlsplit(own_redis_url).port, "not its own Redis"
+        assert demo_env["CELERY_BROKER_URL"] == demo_env["REDIS_URL"]
         assert demo_env["DATABASE_URL"].startswith("sqlite:///")
         ops_env = base_env() | demo_env
         # The breaker stays open until the demo's recovery step, seconds later.
@@ -177,6 +215,30 @@ def test_demo_runs_the_outage_story_and_stops_cleanly(tmp_path: Path) -> None:
         assert proc.wait(timeout=90) == 0, transcript.text()
         transcript.wait_for("==> demo stopped", timeout=5)
         assert [name for name, pid in pids.items() if alive(pid)] == []
+        assert processes_mentioning(str(tmp_path)) == []
+        assert tables_in(scratch_pg_url) == []
+        assert keys_in(own_redis_url) == {CLAIM_KEY}
+        assert demo_keys_on_server(own_redis_url) == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for pid in processes_mentioning(str(tmp_path)):
+            os.kill(pid, signal.SIGKILL)
+        transcript.join()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_run_with_nothing_configured_plays_the_demo_and_says_so(tmp_path: Path) -> None:
+    proc = start(base_env(), tmp_path, "run")
+    transcript = Transcript(proc)
+    try:
+        transcript.wait_for("this is the DEMO", timeout=30)
+        transcript.wait_for("Redis at redis://127.0.0.1:", timeout=60)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=90) == 0, transcript.text()
+        transcript.wait_for("==> demo stopped", timeout=5)
         assert processes_mentioning(str(tmp_path)) == []
     finally:
         if proc.poll() is None:

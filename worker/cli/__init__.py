@@ -11,6 +11,7 @@ from worker.cli.output import CliState
 # name -> "module:attribute"; each module owns one command or group.
 COMMANDS = {
     "run": "worker.cli.run:run",
+    "demo": "worker.cli.demo:demo",
     "health": "worker.cli.health:health",
     "runs": "worker.cli.runs:runs",
     "events": "worker.cli.events:events",

@@ -1,5 +1,8 @@
 """`syncworker run`: the main job. Upstreams configured: migrate, then a worker (both queues) and beat.
-None configured: the demo, with simulated upstreams.
+
+No upstream but a server configured (DATABASE_URL, REDIS_URL or CELERY_BROKER_URL, in the environment
+or .env) looks like a deployment whose upstream secrets did not arrive: it refuses, naming them, rather
+than run the demo next to real data. Nothing configured at all (a fresh checkout): the demo, announced.
 
 The worker and beat are separate child processes. SIGINT/SIGTERM are forwarded to each child's main
 pid only, so Celery shuts down warm (a signal to the whole process group would kill running tasks);
@@ -12,18 +15,27 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 from types import FrameType
 
 import click
 
-from worker.cli.output import cli_settings
+from worker.cli.demo import DEFAULT_DEMO_DIR
+from worker.cli.output import EXIT_CONFIG, cli_settings
 from worker.demo.processes import Supervisor
-from worker.settings import Settings
+from worker.eventspool import check_spool_writable
+from worker.settings import Settings, SettingsError
 
 POLL_SECONDS = 0.5
 # After the grace period a cold shutdown (SIGQUIT) still restores prefetched messages; SIGKILL would not.
 COLD_AFTER_SECONDS = 10.0
+
+# All of an upstream's variables enable it (worker/settings.py); a partly set one is a settings error.
+UPSTREAM_VARIABLES = {
+    "Odoo": ("ODOO_URL", "ODOO_DB", "ODOO_USERNAME", "ODOO_API_KEY"),
+    "WooCommerce": ("WOOCOMMERCE_URL", "WOOCOMMERCE_CONSUMER_KEY", "WOOCOMMERCE_CONSUMER_SECRET"),
+}
+# Set without an upstream, these name real servers the demo must never write to.
+SERVER_VARIABLES = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
 
 
 def celery_argv(*args: str) -> list[str]:
@@ -79,21 +91,51 @@ def run_stack(settings: Settings) -> int:
     return supervise(supervisor, grace)
 
 
+def demo_refusal(settings: Settings) -> str | None:
+    """Why `run` without an upstream must not play the demo here, or None when it may."""
+    servers = [name for name in SERVER_VARIABLES if name.lower() in settings.model_fields_set]
+    if servers:
+        return f"{', '.join(servers)} {'is' if len(servers) == 1 else 'are'} set"
+    if not settings.demo_fallback:
+        return "DEMO_FALLBACK is false (as the image sets it)"
+    return None
+
+
+def no_upstream_message(reason: str) -> str:
+    lines = [
+        f"syncworker run: no upstream is configured and {reason}, so refusing to start.",
+        "Set every variable of at least one upstream (in the environment or .env):",
+        *(f"  {name}: {', '.join(names)}" for name, names in UPSTREAM_VARIABLES.items()),
+        "For the demo (simulated upstreams, its own Redis and SQLite file), run `syncworker demo`.",
+    ]
+    return "\n".join(lines)
+
+
+def require_writable_spool(ctx: click.Context, settings: Settings) -> None:
+    try:
+        check_spool_writable(settings.event_spool_path)
+    except SettingsError as exc:
+        click.echo(str(exc), err=True)
+        ctx.exit(EXIT_CONFIG)
+
+
 @click.command()
-@click.option("--once", is_flag=True, help="Demo only: run the scenario, then stop everything and exit.")
-@click.option(
-    "--demo-dir",
-    default=".demo",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Demo only: where its database, logs, pid list and env file go.",
-)
 @click.pass_context
-def run(ctx: click.Context, once: bool, demo_dir: Path) -> None:
-    """The main job: worker and beat for the configured upstreams, or the demo when none is configured."""
+def run(ctx: click.Context) -> None:
+    """The main job: migrate, then worker and beat for the configured upstreams."""
     settings = cli_settings(ctx)
     if settings.odoo_enabled or settings.woocommerce_enabled:
+        require_writable_spool(ctx, settings)
         ctx.exit(run_stack(settings))
+    reason = demo_refusal(settings)
+    if reason is not None:
+        click.echo(no_upstream_message(reason), err=True)
+        ctx.exit(EXIT_CONFIG)
+    click.echo(
+        "syncworker run: nothing is configured (no upstream, database or Redis), so this is the DEMO:"
+        " simulated upstreams, a private Redis and an SQLite file. Configure an upstream to run for"
+        " real (see .env.example); `syncworker demo` plays the demo on purpose."
+    )
     from worker.demo import run_demo
 
-    ctx.exit(run_demo(settings, workdir=demo_dir, once=once))
+    ctx.exit(run_demo(workdir=DEFAULT_DEMO_DIR, once=False))

@@ -1,7 +1,8 @@
 """The one-command demo: everything syncworker needs, on this machine, telling its own story.
 
-`syncworker run` with no upstream configured lands here. See ``stack`` for what runs and
-``scenario`` for what it shows; Ctrl-C (or SIGTERM) stops everything it started, warm.
+`syncworker demo` lands here, and so does `syncworker run` on a machine where nothing is configured.
+The demo uses nothing the operator configured: see ``stack`` for what runs and ``scenario`` for what
+it shows; Ctrl-C (or SIGTERM) stops everything it started, warm.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from celery import Celery
 from rich.console import Console
 
+from worker.celery_config import build_config
 from worker.demo.scenario import Scenario, ScenarioFailed
-from worker.demo.stack import DemoStack
+from worker.demo.stack import DemoStack, is_operator_setting
 from worker.settings import Settings
 
 
@@ -58,20 +61,40 @@ def _cli() -> str:
     return str(beside) if beside.exists() else "syncworker"
 
 
-def run_demo(settings: Settings, *, workdir: Path, once: bool) -> int:
+def forget_operator_settings() -> None:
+    """Drop the operator's settings from this process's environment.
+
+    Celery reads CELERY_BROKER_URL (and its READ/WRITE variants, CELERY_RESULT_BACKEND) from the
+    environment over an app's own configuration, so the demo's client would otherwise enqueue on the
+    operator's broker; the children inherit what is left.
+    """
+    for name in [k for k in os.environ if is_operator_setting(k)]:
+        del os.environ[name]
+
+
+def client_app(settings: Settings) -> Celery:
+    # Not ``worker.celery_app``: importing it builds the process-wide app from the operator's settings.
+    app = Celery("syncworker-demo")
+    app.config_from_object(build_config(settings))
+    return app
+
+
+def run_demo(*, workdir: Path, once: bool) -> int:
     """Bring the demo up, run the scenario, then wait for Ctrl-C (or return at once with ``once``)."""
+    forget_operator_settings()
     out = Console(force_terminal=sys.stdout.isatty(), soft_wrap=True)
     stack = DemoStack(workdir.resolve())
     previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     status = 0
     try:
-        out.print("[bold]syncworker demo[/]: no upstream is configured, so simulated ones are started.")
-        stack.start_services(settings, os.environ)
+        out.print(
+            "[bold]syncworker demo[/]: simulated Odoo and WooCommerce, a private Redis and an SQLite file;"
+            " nothing configured in the environment or .env is used."
+        )
+        stack.start_services(os.environ)
         out.print(f"    Redis at {stack.redis_url}, database {stack.database_url}")
         stack.start_processes()
-        from worker.celery_app import create_app
-
-        app = create_app(stack.settings())
+        app = client_app(stack.settings())
         stack.wait_ready(app)
         out.print("[bold cyan]==> workers demo1 and demo2, beat and Flower are up[/]")
         Scenario(stack, app, out).run()

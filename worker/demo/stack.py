@@ -2,7 +2,8 @@
 
 Two separate ``celery worker`` nodes run so that the breaker visibly opens for the whole fleet, not
 per process. Every child gets the same environment, written to ``<demo dir>/env`` so an operator can
-point `syncworker` commands at the demo from another terminal.
+point `syncworker` commands at the demo from another terminal. None of the operator's settings reach
+it: the demo's Redis, database and upstreams are its own.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import requests
 
 from worker.demo.processes import Supervisor
-from worker.demo.services import choose_database, choose_redis, free_port
+from worker.demo.services import demo_database_url, free_port, start_private_redis
 from worker.settings import Settings, load_settings
 
 DEMO_PREFIX = "syncworker-demo"
@@ -45,9 +46,21 @@ TUNING = {
     "LOG_FORMAT": "console",
     "PYTHONUNBUFFERED": "1",
 }
-# Variables of the operator's environment that must not leak into the demo's children. The children
-# also run in the demo directory, so an operator's .env (read from the working directory) stays out.
-DROPPED = ("CELERY_BROKER_URL", "PROMETHEUS_MULTIPROC_DIR", "METRICS_PORT")
+# Read by Celery, Flower and prometheus-client themselves, or naming an upstream: Celery, for one, takes
+# CELERY_BROKER_URL (and CELERY_BROKER_READ_URL, CELERY_RESULT_BACKEND, ...) over the app's own config.
+FOREIGN_PREFIXES = ("CELERY_", "FLOWER_", "PROMETHEUS_", "ODOO_", "WOOCOMMERCE_")
+
+
+def is_operator_setting(name: str) -> bool:
+    """Whether ``name`` configures syncworker or a library it runs, so it must stay out of the demo.
+
+    Settings are case-insensitive and nest with ``__``; the children also run in the demo directory, so
+    an operator's .env (read from the working directory) stays out as well.
+    """
+    upper = name.upper()
+    return upper.split("__")[0] in {f.upper() for f in Settings.model_fields} or upper.startswith(
+        FOREIGN_PREFIXES
+    )
 
 
 def settings_from_env(env: Mapping[str, str]) -> Settings:
@@ -77,12 +90,12 @@ class DemoStack:
     redis_url: str = ""
     database_url: str = ""
 
-    def start_services(self, operator: Settings, base_env: Mapping[str, str]) -> None:
-        """Redis, the database and both simulators; fills ``env`` for the workers."""
+    def start_services(self, base_env: Mapping[str, str]) -> None:
+        """A private Redis, the SQLite database and both simulators; fills ``env`` for the workers."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in base_env.items() if k not in DROPPED and not k.startswith(("ODOO_", "WOO"))}
-        self.redis_url = choose_redis(operator, self.supervisor, self.workdir, env)
-        self.database_url = choose_database(operator, self.workdir)
+        env = {k: v for k, v in base_env.items() if not is_operator_setting(k)}
+        self.redis_url = start_private_redis(self.supervisor, self.workdir, env)
+        self.database_url = demo_database_url(self.workdir)
         user, password = "demo", secrets.token_urlsafe(12)
         self.flower_auth = (user, password)
         env |= TUNING | {

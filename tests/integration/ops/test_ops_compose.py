@@ -7,13 +7,16 @@ healthchecks, exec-form commands that keep shutdown warm, and required secrets.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from monitoring_files import PROMETHEUS_CONFIG, RULES, SCRAPE_JOB
 from ops_env import REPO
 
 REQUIRED = re.compile(r"\$\{(\w+):\?[^}]+\}")
+MONITORING = {"prometheus", "grafana"}
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +41,7 @@ def test_every_service_is_there(compose: dict[str, Any]) -> None:
         "worker-woocommerce",
         "beat",
         "flower",
+        *MONITORING,
     }
     assert "pgdata" in compose["volumes"]
     assert "pgdata:/var/lib/postgresql/data" in services(compose)["postgres"]["volumes"]
@@ -102,3 +106,58 @@ def test_settings_come_from_the_env_file_and_secrets_are_required(compose: dict[
     password = services(compose)["postgres"]["environment"]["POSTGRES_PASSWORD"]
     assert REQUIRED.fullmatch(password)
     assert "${POSTGRES_PASSWORD:?" in services(compose)["worker-odoo"]["environment"]["DATABASE_URL"]
+
+
+def local_mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> the repository path bind-mounted there."""
+    mounts = [volume.split(":") for volume in service.get("volumes", []) if volume.startswith("./")]
+    return {target: REPO / source for source, target, *_ in mounts}
+
+
+def test_monitoring_is_optional_and_reads_files_that_exist(compose: dict[str, Any]) -> None:
+    for name, service in services(compose).items():
+        assert (service.get("profiles") == ["monitoring"]) == (name in MONITORING), name
+    for name in MONITORING:
+        service = services(compose)[name]
+        # Compose interpolates every service, profile or not: a required variable here would stop
+        # the default stack from starting.
+        assert not REQUIRED.search(yaml.safe_dump(service)), name
+        assert all(port.startswith("127.0.0.1:") for port in service["ports"]), name
+        assert service["healthcheck"]["test"][0] == "CMD", name
+        assert local_mounts(service), name
+        for path in local_mounts(service).values():
+            assert path.exists(), path
+
+
+def test_prometheus_scrapes_every_worker_that_exports_metrics(compose: dict[str, Any]) -> None:
+    svc = services(compose)
+    exporters = {
+        f"{name}:{service['environment']['METRICS_PORT']}"
+        for name, service in svc.items()
+        if "METRICS_PORT" in (service.get("environment") or {})
+    }
+    assert exporters == {"worker-odoo:9100", "worker-woocommerce:9100"}
+    for name in ("worker-odoo", "worker-woocommerce"):
+        assert svc[name]["environment"]["PROMETHEUS_MULTIPROC_DIR"] in svc[name]["tmpfs"], name
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    [job] = [job for job in config["scrape_configs"] if job["job_name"] == SCRAPE_JOB]
+    assert {target for static in job["static_configs"] for target in static["targets"]} == exporters
+    prometheus = svc["prometheus"]
+    assert local_mounts(prometheus)["/etc/prometheus"] == PROMETHEUS_CONFIG.parent
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    assert config["rule_files"] == [RULES.name]
+    # The "no live worker" alerts watch the job that scrapes them.
+    assert set(re.findall(r'job="([^"]+)"', RULES.read_text())) == {SCRAPE_JOB}
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboard(compose: dict[str, Any]) -> None:
+    grafana = services(compose)["grafana"]
+    mounts = local_mounts(grafana)
+    provisioning = mounts["/etc/grafana/provisioning"]
+    [source] = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    assert (source["type"], source["url"]) == ("prometheus", "http://prometheus:9090")
+    assert "127.0.0.1:9090:9090" in services(compose)["prometheus"]["ports"]
+    [provider] = yaml.safe_load((provisioning / "dashboards" / "syncworker.yml").read_text())["providers"]
+    dashboards = mounts[provider["options"]["path"]]
+    assert (dashboards / "syncworker.json").is_file()
+    assert grafana["depends_on"] == {"prometheus": {"condition": "service_healthy"}}

