@@ -22,5 +22,8 @@ from worker.sync import SyncSource
     ignore_result=False,
 )
 def sync_suppliers(self: Task[Any, Any], full: bool = False, request: int | None = None) -> dict[str, Any]:
-    """Mirror Odoo suppliers; ``full=True`` reconciles the whole set."""
+    """Mirror Odoo suppliers; ``full=True`` reconciles the whole set.
+
+    ``request`` is the request number ``tasks.enqueue`` gives (None from beat: numbered on delivery).
+    """
     return execute(self, SyncSource.ODOO_SUPPLIERS, full=full, request=request)

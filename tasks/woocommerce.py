@@ -22,5 +22,8 @@ from worker.sync import SyncSource
     ignore_result=False,
 )
 def sync_products(self: Task[Any, Any], full: bool = False, request: int | None = None) -> dict[str, Any]:
-    """Mirror WooCommerce products and variations; ``full=True`` reconciles the whole catalog."""
+    """Mirror WooCommerce products and variations; ``full=True`` reconciles the whole catalog.
+
+    ``request`` is the request number ``tasks.enqueue`` gives (None from beat: numbered on delivery).
+    """
     return execute(self, SyncSource.WOOCOMMERCE_PRODUCTS, full=full, request=request)

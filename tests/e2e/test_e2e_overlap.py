@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
 from celery import Celery
+from click.testing import CliRunner
 from e2e_harness import (
     Stack,
     enqueue,
@@ -19,7 +21,10 @@ from e2e_harness import (
 )
 from sqlalchemy import Engine
 
+from worker.cli import main
+from worker.cli.output import CliState
 from worker.sandbox.woocommerce import WooCommerceSimulator
+from worker.settings import Settings
 
 pytestmark = pytest.mark.e2e
 WOO = "woocommerce-products"
@@ -74,17 +79,23 @@ def test_five_requests_during_a_run_make_exactly_one_follow_up_run(
     assert product_mismatches(expected_products(woo.catalog), mirrored_products(db)) == []
 
 
-def test_a_full_request_during_an_incremental_run_is_followed_by_a_full_run(
-    stack: Stack, woo: WooCommerceSimulator, db: Engine, client_app: Celery
+def test_a_full_request_during_an_incremental_run_is_followed_by_a_full_run_that_wait_follows(
+    stack: Stack, woo: WooCommerceSimulator, db: Engine, client_app: Celery, e2e_settings: Settings
 ) -> None:
     stack.worker(concurrency=2)
     woo.faults.set(latency_ms=200)
     incremental = enqueue(client_app, WOO, full=False)  # the first incremental run reads everything
     wait_running(db)
-    full = enqueue(client_app, WOO, full=True)
-    assert outcome(full, 60)[0] == "DEFERRED"
-    woo.faults.clear()
+    threading.Timer(2.0, woo.faults.clear).start()  # the full request is in before the run speeds up
+    waited = CliRunner().invoke(main, ["sync", WOO, "--full", "--wait", "--timeout", "120"],
+                                obj=CliState(settings=e2e_settings), catch_exceptions=False)  # fmt: skip
+    assert waited.exit_code == 0, waited.output
     assert outcome(incremental, 120)[0] == "SUCCESS"
-    wait_until(lambda: len(started(db)) == 2 and started(db)[-1]["status"] == "succeeded", timeout=120,
-               what="the follow-up run")  # fmt: skip
     assert [r["mode"] for r in started(db)] == ["incremental", "full"]
+    follow_up = started(db)[-1]
+    assert follow_up["status"] == "succeeded"
+    # --wait followed the follow-up run, not the incremental run its request met.
+    assert f"run {follow_up['id']} (full) succeeded" in waited.output
+    assert waited.output.rstrip().endswith(f"{WOO} succeeded")
+    (deferred,) = [r for r in runs(db, WOO) if r["status"] == "deferred"]
+    assert deferred["details"]["followup"] == "full"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from billiard.exceptions import SoftTimeLimitExceeded, Terminated, TimeLimitExceeded
 from breaker_helpers import BreakerMaker, FakeClock, RecordingListener
 
 from worker.breaker import CircuitBreaker
@@ -273,3 +274,25 @@ def test_broken_listener_never_fails_the_call(make_breaker: BreakerMaker) -> Non
     b = make_breaker(Broken(), failure_threshold=1)
     fail(b)
     assert b.state() == OPEN
+
+
+@pytest.mark.parametrize("cancellation", [SoftTimeLimitExceeded, TimeLimitExceeded, Terminated])
+def test_a_time_limit_inside_a_call_is_neither_a_failure_nor_a_success(
+    make_breaker: BreakerMaker, clock: FakeClock, cancellation: type[Exception]
+) -> None:
+    # Celery's soft time limit is an Exception raised wherever the task is: it says nothing about
+    # the upstream. Counted as a success, it would close a half-open breaker on no evidence.
+    b = make_breaker(failure_threshold=2, open_seconds=1, success_threshold=1)
+    fail(b)
+    with pytest.raises(cancellation), b.guard():
+        raise cancellation()
+    assert b.stats().consecutive_failures == 1  # the streak is neither reset nor extended
+    fail(b)
+    assert b.state() == OPEN
+    clock.advance(1)
+    with pytest.raises(cancellation), b.guard():  # the half-open probe is cut short
+        raise cancellation()
+    assert b.state() != CLOSED
+    assert b.stats().permits_in_use == 0  # its permit is given back for the next probe
+    succeed(b)
+    assert b.state() == CLOSED
