@@ -128,10 +128,12 @@ def request_of(task: Task[Any, Any], source: SyncSource, given: int | None) -> i
     """This message's request number: given by whoever enqueued it, else fixed at first delivery."""
     from worker.deps import get_redis, get_settings
 
+    settings = get_settings()
     if given is not None:
         return int(given)
-    settings = get_settings()
-    task_id = task.request.id or ""
+    task_id = task.request.id
+    if task_id is None:  # called in process: every call is a request of its own
+        return next_request(get_redis(), settings.redis_key_prefix, source)
     ttl = settings.celery_visibility_timeout * (settings.sync_max_redeliveries + 2)
     return delivery_request(get_redis(), settings.redis_key_prefix, source, task_id, ttl)
 
@@ -197,7 +199,7 @@ def execute(
     except CANCELLATIONS as exc:
         # The soft time limit fired outside a page (opening or closing the run): hand it back.
         result = RunResult(None, RunStatus.INTERRUPTED, resumable=True, error=type(exc).__name__)
-    return _settle(task, source, full, result, number, count, guard)
+    return _settle(task, source, full, result, number, count, guard, timed_out=budget.spent())
 
 
 def _settle(
@@ -208,6 +210,8 @@ def _settle(
     number: int,
     count: int,
     guard: DeliveryGuard,
+    *,
+    timed_out: bool,
 ) -> dict[str, Any]:
     from worker.deps import get_settings
 
@@ -216,9 +220,10 @@ def _settle(
     # A redelivered message can meet the lock its own killed delivery left on another host: the
     # follow-up is recorded, but nobody may be left to release it, so look again after the TTL.
     crashed_before = result.status is RunStatus.DEFERRED and count > 1
-    # A delivery that made no progress before its time ran out counts as a crash, so a page that never
-    # fits in the time budget cannot loop forever.
-    progressed = result.counts.fetched > 0 or result.error == "stop requested"
+    # A delivery that committed nothing before its time ran out counts as a crash, so a page that never
+    # fits in the time budget cannot loop forever. A warm shutdown is never the message's fault.
+    cancelled = result.error in {c.__name__ for c in CANCELLATIONS}
+    progressed = result.committed > 0 or not (timed_out or cancelled)
     if task_id is not None and ((handed_back and progressed) or crashed_before):
         guard.handed_back(task_id)
     elif task_id is not None and not handed_back:

@@ -84,6 +84,8 @@ class RunContext:
     counts: Counts = field(default_factory=Counts)
     # Why this run cannot vouch for the whole mirror (a reconciliation it had to skip): ends ``partial``.
     incomplete: list[str] = field(default_factory=list)
+    # Transactions this run committed (pages, checkpoints): whether a delivery made any progress.
+    committed: int = 0
 
     def normalize_page(
         self, raws: Sequence[Mapping[str, Any]], normalize: Normalizer
@@ -161,6 +163,7 @@ class RunContext:
         self.counts.inserted += written.inserted
         self.counts.updated += written.updated
         self.counts.unchanged += written.unchanged
+        self.committed += 1
 
     @contextmanager
     def fenced(self) -> Iterator[Connection]:
@@ -187,6 +190,7 @@ class RunContext:
         with self.fenced() as conn:
             save_checkpoint(conn, self.spec.source, full=self.full, checkpoint=checkpoint, now=self.clock())
             update_run_counts(conn, self.run_id, self.counts)
+        self.committed += 1
         self.poll_stop()
 
     def poll_stop(self) -> None:

@@ -67,6 +67,7 @@ class RunResult:
     # Deferred: who holds the source, and whether this request started the follow-up or joined it.
     holder: dict[str, Any] | None = None
     coalesced: bool = False
+    committed: int = 0  # transactions the run committed: did this delivery make progress?
 
 
 def run_sync(
@@ -200,6 +201,7 @@ def _run_locked(
     ):
         try:
             result = _execute(ctx, deps)
+            result.committed = ctx.committed
         except Exception as exc:
             # A bug or a database outage: close the run as failed if we still can, then let it surface.
             _close(ctx, deps, RunResult(run_id, RunStatus.FAILED, ctx.counts, error=_describe(exc)))

@@ -109,7 +109,9 @@ def close_stale_runs(conn: Connection, source: SyncSource, *, now: dt.datetime) 
         values = {
             "status": RunStatus.INTERRUPTED.value,
             "finished_at": now,
-            "error": "the worker running it stopped without closing it",
+            "error": "its worker stopped, or it lost the source to a newer run",
+            # The newer run continues its work from the checkpoint: `sync --wait` follows that one.
+            "details": {"resumable": True},
         }
         conn.execute(update(RUNS).where(RUNS.c.id.in_(ids)).values(**values))
     return ids

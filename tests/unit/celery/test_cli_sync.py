@@ -1,19 +1,37 @@
-"""`syncworker sync --wait`: progress from the run row, outcome from the task, exit codes."""
+"""`syncworker sync --wait`: the request is numbered, and the run that serves it is followed to its end
+(this request's own run, the follow-up it was deferred to, or the continuation of a handed-back run)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
+import fakeredis
 import pytest
+import redis
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Base, SyncRun
-from worker.cli.sync import EXIT_BREAKER_OPEN, EXIT_FAILED, EXIT_PARTIAL, exit_code, wait_for
+from worker.cli.sync import (
+    EXIT_BREAKER_OPEN,
+    EXIT_FAILED,
+    EXIT_PARTIAL,
+    TARGETS,
+    Request,
+    exit_code,
+    send_request,
+    serving_run,
+    wait_for,
+)
+from worker.sync.lock import next_request
+from worker.sync.runs import close_stale_runs
+from worker.sync.sources import SyncSource
 
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+WOO = SyncSource.WOOCOMMERCE_PRODUCTS
 
 
 class FakeResult:
@@ -29,12 +47,14 @@ class FakeResult:
 
 
 class ScriptedApp:
-    """Each poll sees the next scripted task state; ``on_poll`` changes the run row in between."""
+    """Each poll sees the next scripted task state; ``on_poll`` changes the run rows in between."""
 
-    def __init__(self, *steps: tuple[FakeResult, Any]) -> None:
+    def __init__(self, *steps: tuple[FakeResult, Callable[[], Any] | None]) -> None:
         self.steps = list(steps)
+        self.asked: list[str] = []
 
     def AsyncResult(self, task_id: str) -> FakeResult:
+        self.asked.append(task_id)
         result, on_poll = self.steps.pop(0) if len(self.steps) > 1 else self.steps[0]
         if on_poll is not None:
             on_poll()
@@ -60,30 +80,53 @@ def sessions() -> Iterator[sessionmaker[Session]]:
     engine.dispose()
 
 
-def add_run(sessions: sessionmaker[Session], **fields: Any) -> None:
-    values = {"source": "woocommerce-products", "mode": "full", "task_id": "t1", "started_at": T0, **fields}
+def add_run(sessions: sessionmaker[Session], **fields: Any) -> int:
+    values = {
+        "source": WOO.value,
+        "mode": "full",
+        "task_id": "t1",
+        "started_at": T0,
+        "status": "running",
+        **fields,
+    }
     with sessions() as session:
-        session.add(SyncRun(**values))
+        run = SyncRun(**values)
+        session.add(run)
         session.commit()
+        return int(run.id)
 
 
-def finish(sessions: sessionmaker[Session], status: str, inserted: int) -> None:
+def finish(sessions: sessionmaker[Session], run_id: int, status: str, inserted: int, **details: Any) -> None:
     with sessions() as session:
-        run = session.query(SyncRun).order_by(SyncRun.id.desc()).first()
+        run = session.get(SyncRun, run_id)
         assert run is not None
         run.status, run.inserted, run.finished_at = status, inserted, T0
+        run.details = {"resumable": False, **details}
         session.commit()
+
+
+def follow(
+    app: ScriptedApp, sessions: sessionmaker[Session], request: Request, timeout: float = 60
+) -> tuple[str | None, list[str], FakeClock]:
+    clock, lines = FakeClock(), []
+    status = wait_for(
+        app, "t1", sessions, request, timeout=timeout, show=lines.append, clock=clock, sleep=clock.sleep
+    )
+    return status, lines, clock
 
 
 @pytest.mark.parametrize(
     ("status", "code"),
     [
         ("succeeded", 0),
-        ("skipped_already_running", 0),
         ("partial", EXIT_PARTIAL),
         ("skipped_breaker_open", EXIT_BREAKER_OPEN),
+        ("interrupted", EXIT_BREAKER_OPEN),  # a run stopped for good by a breaker that opened mid-run
         ("failed", EXIT_FAILED),
         ("redelivery_limit", EXIT_FAILED),
+        # No longer a success: --wait follows the run that serves the request instead.
+        ("skipped_already_running", EXIT_FAILED),
+        ("deferred", EXIT_FAILED),
         ("something-new", EXIT_FAILED),
     ],
 )
@@ -91,36 +134,176 @@ def test_exit_codes(status: str, code: int) -> None:
     assert exit_code(status) == code
 
 
-def test_progress_follows_the_run_rows_of_the_task(sessions: sessionmaker[Session]) -> None:
-    clock, lines = FakeClock(), []
+def test_progress_follows_the_run_serving_the_request(sessions: sessionmaker[Session]) -> None:
     app = ScriptedApp(
         (FakeResult("PENDING"), None),
-        (FakeResult("STARTED"), lambda: add_run(sessions, status="running")),
-        (FakeResult("STARTED"), lambda: finish(sessions, "interrupted", 100)),
-        (FakeResult("STARTED"), lambda: add_run(sessions, status="running")),
-        (FakeResult("SUCCESS", {"status": "succeeded"}), lambda: finish(sessions, "succeeded", 188)),
+        (FakeResult("STARTED"), lambda: add_run(sessions, serves_through=3)),
+        (FakeResult("SUCCESS", {"status": "succeeded"}), lambda: finish(sessions, 1, "succeeded", 188)),
     )
-    status = wait_for(app, "t1", sessions, timeout=60, show=lines.append, clock=clock, sleep=clock.sleep)
+    status, lines, _ = follow(app, sessions, Request(WOO, 3, True))
     assert status == "succeeded"
     assert lines == [
-        "task pending, no run started yet",
-        "run 1 running since 12:00:00 UTC",
-        "run 1 interrupted: fetched 0, inserted 100, updated 0, unchanged 0, skipped 0, failed 0",
-        "run 2 running since 12:00:00 UTC",
-        "run 2 succeeded: fetched 0, inserted 188, updated 0, unchanged 0, skipped 0, failed 0",
+        "task pending, no run serving the request yet",
+        "run 1 (full) running since 12:00:00 UTC: fetched 0, inserted 0, updated 0",
+        "run 1 (full) succeeded: fetched 0, inserted 188, updated 0, unchanged 0, skipped 0, failed 0",
+    ]
+    assert app.asked[0] == "t1"
+
+
+def test_a_deferred_request_follows_the_followup_run(sessions: sessionmaker[Session]) -> None:
+    # Request 5 met run 1 (which serves requests up to 4): it was deferred, and the follow-up run
+    # that run 1 enqueued at its end (serving up to 6) is the one that serves it.
+    holder = add_run(sessions, mode="incremental", task_id="beat", serves_through=4)
+    app = ScriptedApp(
+        (FakeResult("PENDING"), None),
+        (
+            FakeResult("DEFERRED"),
+            lambda: add_run(sessions, mode="incremental", status="deferred", finished_at=T0),
+        ),
+        (FakeResult("DEFERRED"), lambda: finish(sessions, holder, "succeeded", 10)),
+        (
+            FakeResult("DEFERRED"),
+            lambda: add_run(sessions, mode="incremental", task_id="f", serves_through=6),
+        ),
+        (FakeResult("DEFERRED"), lambda: finish(sessions, 3, "partial", 2)),
+    )
+    status, lines, _ = follow(app, sessions, Request(WOO, 5, False))
+    assert status == "partial"
+    assert exit_code(status) == EXIT_PARTIAL
+    assert lines == [
+        "task pending, no run serving the request yet",
+        "task deferred, no run serving the request yet",  # neither the holder nor the deferred row
+        "run 3 (incremental) running since 12:00:00 UTC: fetched 0, inserted 0, updated 0",
+        "run 3 (incremental) partial: fetched 0, inserted 2, updated 0, unchanged 0, skipped 0, failed 0",
     ]
 
 
-def test_a_task_that_raised_is_a_failure(sessions: sessionmaker[Session]) -> None:
-    clock = FakeClock()
+def test_a_resumable_interruption_is_passed_over_for_its_continuation(
+    sessions: sessionmaker[Session],
+) -> None:
+    first = add_run(sessions, serves_through=2)
+    app = ScriptedApp(
+        (FakeResult("STARTED"), None),
+        (FakeResult("STARTED"), lambda: finish(sessions, first, "interrupted", 100, resumable=True)),
+        (FakeResult("STARTED"), lambda: add_run(sessions, serves_through=3)),
+        (FakeResult("SUCCESS"), lambda: finish(sessions, 2, "succeeded", 88)),
+    )
+    status, lines, _ = follow(app, sessions, Request(WOO, 2, True))
+    assert status == "succeeded"
+    assert lines == [
+        "run 1 (full) running since 12:00:00 UTC: fetched 0, inserted 0, updated 0",
+        "task started, no run serving the request yet",  # handed back: its continuation comes next
+        "run 2 (full) running since 12:00:00 UTC: fetched 0, inserted 0, updated 0",
+        "run 2 (full) succeeded: fetched 0, inserted 88, updated 0, unchanged 0, skipped 0, failed 0",
+    ]
+
+
+def test_an_interruption_that_is_not_resumable_is_the_outcome(sessions: sessionmaker[Session]) -> None:
+    run_id = add_run(sessions, serves_through=2)
+    finish(sessions, run_id, "interrupted", 4, retry_after=30.0)  # the breaker opened mid-run
+    status, _, _ = follow(ScriptedApp((FakeResult("INTERRUPTED"), None)), sessions, Request(WOO, 2, True))
+    assert status == "interrupted"
+    assert exit_code(status) == EXIT_BREAKER_OPEN
+
+
+def test_an_incremental_run_does_not_serve_a_full_request(sessions: sessionmaker[Session]) -> None:
+    finish(sessions, add_run(sessions, mode="incremental", serves_through=9), "succeeded", 1)
+    request = Request(WOO, 4, True)
+    assert serving_run(sessions, request) is None
+    full = add_run(sessions, mode="full", serves_through=9)
+    assert serving_run(sessions, request).id == full  # type: ignore[union-attr]
+    # ... while a full run serves an incremental request.
+    assert serving_run(sessions, Request(WOO, 4, False)).id == 1  # type: ignore[union-attr]
+
+
+def test_runs_started_before_the_request_or_of_another_source_do_not_serve_it(
+    sessions: sessionmaker[Session],
+) -> None:
+    finish(sessions, add_run(sessions, serves_through=6), "succeeded", 1)
+    finish(sessions, add_run(sessions, source=SyncSource.ODOO_SUPPLIERS.value, serves_through=9), "failed", 0)
+    assert serving_run(sessions, Request(WOO, 7, False)) is None
+    assert serving_run(sessions, Request(SyncSource.ODOO_SUPPLIERS, 7, False)).id == 2  # type: ignore[union-attr]
+
+
+def test_the_first_covering_run_is_followed(sessions: sessionmaker[Session]) -> None:
+    finish(sessions, add_run(sessions, serves_through=5), "failed", 0)
+    finish(sessions, add_run(sessions, serves_through=8), "succeeded", 3)
+    status, _, _ = follow(
+        ScriptedApp((FakeResult("FAILURE", RuntimeError("x")), None)), sessions, Request(WOO, 5, False)
+    )
+    assert status == "failed"  # its own outcome, not that of a later run
+
+
+def test_a_failed_task_with_no_run_is_a_failure(sessions: sessionmaker[Session]) -> None:
     app = ScriptedApp((FakeResult("FAILURE", RuntimeError("db down")), None))
-    status = wait_for(app, "t1", sessions, timeout=60, show=lambda _: None, clock=clock, sleep=clock.sleep)
+    status, lines, _ = follow(app, sessions, Request(WOO, 1, False))
     assert status == "failed"
+    assert lines == ["task failure, no run serving the request yet"]
+
+
+def test_a_message_dropped_at_the_redelivery_limit_says_so(sessions: sessionmaker[Session]) -> None:
+    error = RuntimeError(
+        "woocommerce-products: dropped after 7 deliveries that did not finish (redelivery_limit)"
+    )
+    status, _, _ = follow(ScriptedApp((FakeResult("FAILURE", error), None)), sessions, Request(WOO, 1, False))
+    assert status == "redelivery_limit"
+    assert exit_code(status) == EXIT_FAILED
+
+
+def test_a_task_failure_does_not_hide_a_run_still_serving_the_request(
+    sessions: sessionmaker[Session],
+) -> None:
+    run_id = add_run(sessions, serves_through=1)
+    app = ScriptedApp(
+        (FakeResult("FAILURE", RuntimeError("first delivery")), None),
+        (
+            FakeResult("FAILURE", RuntimeError("first delivery")),
+            lambda: finish(sessions, run_id, "succeeded", 4),
+        ),
+    )
+    status, _, _ = follow(app, sessions, Request(WOO, 1, True))
+    assert status == "succeeded"
 
 
 def test_gives_up_after_the_timeout(sessions: sessionmaker[Session]) -> None:
-    clock = FakeClock()
-    app = ScriptedApp((FakeResult("STARTED"), None))
-    status = wait_for(app, "t1", sessions, timeout=5, show=lambda _: None, clock=clock, sleep=clock.sleep)
+    add_run(sessions, serves_through=1)
+    status, _, clock = follow(
+        ScriptedApp((FakeResult("STARTED"), None)), sessions, Request(WOO, 1, False), timeout=5
+    )
     assert status is None
     assert clock.now >= 5
+
+
+def test_a_run_closed_by_its_successor_is_passed_over(sessions: sessionmaker[Session]) -> None:
+    crashed = add_run(sessions, serves_through=2)  # its worker was killed mid-run
+    with sessions() as session, session.begin():
+        assert close_stale_runs(session.connection(), WOO, now=T0) == [crashed]  # what the redelivery does
+    add_run(sessions, serves_through=3)  # the redelivery's own run: it serves the request
+    app = ScriptedApp(
+        (FakeResult("STARTED"), None),
+        (FakeResult("SUCCESS"), lambda: finish(sessions, 2, "succeeded", 9)),
+    )
+    status, _, _ = follow(app, sessions, Request(WOO, 2, True))
+    assert status == "succeeded"
+
+
+def test_send_request_numbers_the_request_and_sends_it_with_the_message(
+    settings_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_factory()
+    client = fakeredis.FakeRedis()
+    monkeypatch.setattr(redis.Redis, "from_url", staticmethod(lambda url, **kwargs: client))
+    sent: list[dict[str, Any]] = []
+
+    class App:
+        def send_task(self, name: str, **kwargs: Any) -> Any:
+            sent.append({"name": name, **kwargs})
+            return SimpleNamespace(id=f"task-{len(sent)}")
+
+    next_request(client, settings.redis_key_prefix, WOO)  # a beat tick numbered before
+    target = TARGETS["woocommerce-products"]
+    task_id, request = send_request(App(), settings, target, full=True)  # type: ignore[arg-type]
+    assert (task_id, request) == ("task-1", Request(WOO, 2, True))
+    assert sent == [{"name": target.task, "kwargs": {"full": True, "request": 2}, "queue": target.queue}]
+    _, again = send_request(App(), settings, target, full=False)  # type: ignore[arg-type]
+    assert again == Request(WOO, 3, False)

@@ -1,21 +1,34 @@
-"""The task body: redelivery cap, the engine call, and the message's fate afterwards."""
+"""The task body: redelivery cap, request numbers, the engine call, and the state the task ends in."""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import fakeredis
 import pytest
-from celery.exceptions import Reject
+from billiard.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Ignore, Reject
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session, sessionmaker
 
 import tasks
+from models import Base, SyncRun
 from tasks import DeliveryGuard, execute
 from tasks.odoo import sync_suppliers
 from tasks.woocommerce import sync_products
 from worker import deps as deps_module
-from worker.shutdown import shutdown_requested
+from worker.errors import SyncRunFailed
+from worker.shutdown import TimeBudget, shutdown_requested
 from worker.sync import Counts, RunResult, RunStatus, SyncSource
+from worker.sync.lock import next_request
+
+WOO = SyncSource.WOOCOMMERCE_PRODUCTS
+ODOO = SyncSource.ODOO_SUPPLIERS
+T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 
 
 class RecordingEventLog:
@@ -31,35 +44,63 @@ class FakeRetry(Exception):
 
 
 class FakeTask:
-    """What ``execute`` uses of a bound task: the request's id and ``retry``."""
+    """What ``execute`` uses of a bound task: the request, ``retry``, custom states, ``apply_async``."""
 
-    def __init__(self, task_id: str | None) -> None:
-        self.request = SimpleNamespace(id=task_id)
+    def __init__(self, task_id: str | None, timelimit: tuple[Any, Any] = (None, None)) -> None:
+        self.request = SimpleNamespace(id=task_id, timelimit=timelimit)
         self.retries: list[dict[str, Any]] = []
+        self.states: list[tuple[str, dict[str, Any]]] = []
+        self.sent_events: list[tuple[str, dict[str, Any]]] = []
+        self.enqueued: list[dict[str, Any]] = []
 
     def retry(self, **kwargs: Any) -> FakeRetry:
         self.retries.append(kwargs)
         return FakeRetry()
 
+    def update_state(self, *, state: str, meta: dict[str, Any]) -> None:
+        self.states.append((state, meta))
 
-def run(source: SyncSource, task_id: str | None, *, full: bool = False) -> dict[str, Any]:
-    return execute(FakeTask(task_id), source, full=full)  # type: ignore[arg-type]
+    def send_event(self, event_type: str, **fields: Any) -> None:
+        self.sent_events.append((event_type, fields))
+
+    def apply_async(self, **options: Any) -> Any:
+        self.enqueued.append(options)
+        return SimpleNamespace(id=f"followup-{len(self.enqueued)}")
+
+
+def run(
+    source: SyncSource, task_id: str | None, *, full: bool = False, request: int | None = None
+) -> dict[str, Any]:
+    return execute(FakeTask(task_id), source, full=full, request=request)  # type: ignore[arg-type]
 
 
 class FakeEngine:
-    """Stands in for ``run_sync``: returns scripted results and remembers how it was called."""
+    """Stands in for ``run_sync``: returns (or raises) scripted results and remembers how it was called."""
 
-    def __init__(self, *results: RunResult) -> None:
+    def __init__(self, *results: RunResult | BaseException) -> None:
         self.results = list(results)
         self.calls: list[dict[str, Any]] = []
 
     def __call__(self, source: SyncSource, deps: Any, **kwargs: Any) -> RunResult:
         self.calls.append({"source": source, "deps": deps, **kwargs})
-        return self.results.pop(0)
+        result = self.results.pop(0)
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
 
 @pytest.fixture
-def env(settings_factory: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'runs.db'}")
+    Base.metadata.create_all(engine)
+    yield sessionmaker(bind=engine, expire_on_commit=False)
+    engine.dispose()
+
+
+@pytest.fixture
+def env(
+    settings_factory: Any, monkeypatch: pytest.MonkeyPatch, sessions: sessionmaker[Session]
+) -> dict[str, Any]:
     settings = settings_factory(sync_max_redeliveries=2)
     client = fakeredis.FakeRedis()
     event_log = RecordingEventLog()
@@ -67,10 +108,11 @@ def env(settings_factory: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any
     monkeypatch.setattr(deps_module, "get_redis", lambda: client)
     monkeypatch.setattr(deps_module, "get_event_log", lambda: event_log)
     monkeypatch.setattr(deps_module, "get_deps", lambda source: f"deps-for-{source}")
-    return {"settings": settings, "redis": client, "events": event_log}
+    monkeypatch.setattr(deps_module, "get_session_factory", lambda: sessions)
+    return {"settings": settings, "redis": client, "events": event_log, "sessions": sessions}
 
 
-def use_engine(monkeypatch: pytest.MonkeyPatch, *results: RunResult) -> FakeEngine:
+def use_engine(monkeypatch: pytest.MonkeyPatch, *results: RunResult | BaseException) -> FakeEngine:
     engine = FakeEngine(*results)
     monkeypatch.setattr(tasks, "run_sync", engine)
     return engine
@@ -81,11 +123,31 @@ def deliveries(env: dict[str, Any], task_id: str) -> int | None:
     return None if value is None else int(value)
 
 
+def add_run(env: dict[str, Any], **fields: Any) -> int:
+    values = {
+        "source": WOO.value,
+        "mode": "full",
+        "task_id": "earlier",
+        "started_at": T0,
+        "finished_at": T0,
+        "status": "succeeded",
+        **fields,
+    }
+    with env["sessions"]() as session:
+        row = SyncRun(**values)
+        session.add(row)
+        session.commit()
+        return int(row.id)
+
+
+# -- a run that succeeded ------------------------------------------------------------------------
+
+
 def test_success_returns_a_small_summary_and_forgets_the_message(
     env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = use_engine(monkeypatch, RunResult(7, RunStatus.SUCCEEDED, Counts(fetched=3, inserted=3)))
-    summary = run(SyncSource.WOOCOMMERCE_PRODUCTS, "t-1", full=True)
+    summary = run(WOO, "t-1", full=True, request=12)
     assert summary == {
         "source": "woocommerce-products",
         "full": True,
@@ -93,43 +155,258 @@ def test_success_returns_a_small_summary_and_forgets_the_message(
         "status": "succeeded",
         "counts": {**Counts().as_dict(), "fetched": 3, "inserted": 3},
         "retry_after": None,
+        "request": 12,
+        "error": None,
     }
     (call,) = engine.calls
     assert call["deps"] == "deps-for-woocommerce-products"
     assert call["full"] is True
     assert call["task_id"] == "t-1"
-    assert call["should_stop"] is shutdown_requested
+    assert call["should_stop"]() is False
+    assert callable(call["dispatch_followups"])
     assert deliveries(env, "t-1") is None
+
+
+# -- states other than success -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("result", "state"),
+    [
+        (RunResult(3, RunStatus.PARTIAL, Counts(fetched=5, skipped=1)), "PARTIAL"),
+        (RunResult(4, RunStatus.SKIPPED_BREAKER_OPEN, retry_after=30.0), "SKIPPED"),
+        (RunResult(5, RunStatus.DEFERRED, holder={"task_id": "beat"}), "DEFERRED"),
+        # The breaker opened mid-run: the checkpoint stands and the next scheduled run resumes it.
+        (RunResult(6, RunStatus.INTERRUPTED, retry_after=12.5, resumable=False), "INTERRUPTED"),
+    ],
+)
+def test_an_outcome_short_of_success_ends_in_a_state_of_its_own(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch, result: RunResult, state: str
+) -> None:
+    engine = use_engine(monkeypatch, result)
+    task = FakeTask("t-3")
+    with pytest.raises(Ignore):  # acked, and the state set here is the one the backend keeps
+        execute(task, WOO, full=False, request=4)  # type: ignore[arg-type]
+    ((stored, meta),) = task.states
+    assert stored == state
+    assert (meta["run_id"], meta["status"], meta["request"]) == (result.run_id, result.status.value, 4)
+    assert meta["retry_after"] == result.retry_after
+    assert meta["counts"] == result.counts.as_dict()
+    assert task.sent_events == [(f"task-{state.lower()}", {"result": meta})]  # what Flower shows
+    assert task.retries == []  # none of these is retried at once
+    assert len(engine.calls) == 1
+    assert deliveries(env, "t-3") is None
+
+
+def test_a_failed_run_fails_the_task_naming_the_run(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_engine(monkeypatch, RunResult(11, RunStatus.FAILED, error="FatalUpstreamError: 401 unauthorized"))
+    task = FakeTask("t-4")
+    with pytest.raises(SyncRunFailed) as info:
+        execute(task, WOO, full=False, request=1)  # type: ignore[arg-type]
+    assert str(info.value) == "woocommerce-products run 11 failed: FatalUpstreamError: 401 unauthorized"
+    assert task.states == [] and task.retries == []
+    assert deliveries(env, "t-4") is None  # a failure is an outcome, not a crash to count
+
+
+# -- request numbers and runs that already served them -------------------------------------------
+
+
+def test_a_request_already_served_does_not_run_again(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = use_engine(monkeypatch)
+    served = add_run(env, mode="full", serves_through=5)
+    assert run(WOO, "t-5", full=True, request=5) == {
+        "source": "woocommerce-products",
+        "full": True,
+        "run_id": served,
+        "status": "served",
+        "request": 5,
+    }
+    assert run(WOO, "t-6", full=False, request=3)["run_id"] == served  # a full run serves incremental
+    assert engine.calls == []
+    assert deliveries(env, "t-5") is None
+
+
+@pytest.mark.parametrize(
+    ("run_fields", "why"),
+    [
+        ({"mode": "incremental", "serves_through": 9}, "an incremental run does not serve a full request"),
+        ({"serves_through": 4}, "the run started before the request was made"),
+        ({"status": "running", "finished_at": None, "serves_through": 9}, "not finished"),
+        ({"status": "failed", "serves_through": 9}, "failed"),
+        ({"status": "interrupted", "serves_through": 9}, "interrupted"),
+        ({"status": "deferred", "serves_through": None}, "not a run"),
+        ({"source": ODOO.value, "serves_through": 9}, "another source"),
+    ],
+)
+def test_a_request_no_finished_run_served_runs(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch, run_fields: dict[str, Any], why: str
+) -> None:
+    engine = use_engine(monkeypatch, RunResult(8, RunStatus.SUCCEEDED))
+    add_run(env, **run_fields)
+    assert run(WOO, "t-7", full=True, request=5)["status"] == "succeeded", why
+    assert len(engine.calls) == 1
+
+
+def test_a_message_without_a_number_keeps_the_one_its_first_delivery_got(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prefix = env["settings"].redis_key_prefix
+    next_request(env["redis"], prefix, WOO)  # an earlier request
+    use_engine(
+        monkeypatch,
+        RunResult(1, RunStatus.INTERRUPTED, Counts(fetched=3), resumable=True, error="stop requested"),
+        RunResult(2, RunStatus.SUCCEEDED),
+    )
+    with pytest.raises(Reject):
+        run(WOO, "beat-1")
+    next_request(env["redis"], prefix, WOO)  # a request made while the message was back in the queue
+    assert run(WOO, "beat-1")["request"] == 2  # numbered at its first delivery, not at this one
+
+
+def test_a_redelivery_served_meanwhile_is_done(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    # A beat tick's first delivery was handed back; before it came back, a run started that serves it.
+    engine = use_engine(
+        monkeypatch,
+        RunResult(1, RunStatus.INTERRUPTED, Counts(fetched=3), resumable=True, error="stop requested"),
+    )
+    with pytest.raises(Reject):
+        run(WOO, "beat-2")
+    served = add_run(env, mode="incremental", serves_through=1)
+    assert run(WOO, "beat-2") == {
+        "source": "woocommerce-products",
+        "full": False,
+        "run_id": served,
+        "status": "served",
+        "request": 1,
+    }
+    assert len(engine.calls) == 1
+
+
+# -- follow-ups ----------------------------------------------------------------------------------
+
+
+def test_followups_are_enqueued_with_a_fresh_request_number(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = use_engine(monkeypatch, RunResult(1, RunStatus.SUCCEEDED))
+    task = FakeTask("t-8")
+    execute(task, WOO, full=False, request=1)  # type: ignore[arg-type]
+    dispatch = engine.calls[0]["dispatch_followups"]
+    dispatch(["incremental"])
+    dispatch(["full", "incremental"])  # a full run serves both: one follow-up, not two
+    assert task.enqueued == [
+        {"kwargs": {"full": False, "request": 1}},
+        {"kwargs": {"full": True, "request": 2}},
+    ]
+
+
+# -- handing work back ---------------------------------------------------------------------------
 
 
 def test_warm_shutdown_hands_the_message_back_without_counting_a_crash(
     env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    use_engine(monkeypatch, *[RunResult(1, RunStatus.INTERRUPTED, resumable=True)] * 5)
+    stopped = RunResult(1, RunStatus.INTERRUPTED, resumable=True, error="stop requested")
+    use_engine(monkeypatch, *[stopped] * 5)
     for _ in range(5):
         with pytest.raises(Reject) as info:
-            run(SyncSource.ODOO_SUPPLIERS, "t-2", full=False)
+            run(ODOO, "t-2", full=False, request=1)
         assert info.value.requeue is True
     assert deliveries(env, "t-2") == 0
     assert env["events"].events == []
 
 
-def test_an_interruption_that_cannot_resume_is_acked(
+def test_a_soft_time_limit_after_progress_hands_the_message_back(
     env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The breaker opened mid-run: the checkpoint stands and the next scheduled run resumes it.
-    use_engine(monkeypatch, RunResult(3, RunStatus.INTERRUPTED, retry_after=12.5, resumable=False))
-    summary = run(SyncSource.ODOO_SUPPLIERS, "t-3", full=False)
-    assert (summary["status"], summary["retry_after"]) == ("interrupted", 12.5)
+    cut = RunResult(
+        1,
+        RunStatus.INTERRUPTED,
+        Counts(fetched=30, inserted=27),
+        resumable=True,
+        error="SoftTimeLimitExceeded",
+        committed=1,  # a page and its checkpoint went in before the limit
+    )
+    use_engine(monkeypatch, *[cut] * 5)
+    for _ in range(5):
+        with pytest.raises(Reject):
+            run(WOO, "t-9", request=1)
+    assert deliveries(env, "t-9") == 0
 
 
-def test_breaker_open_skip_is_returned_not_retried(
+def test_a_time_limit_hand_back_without_progress_counts_as_a_crash(
     env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = use_engine(monkeypatch, RunResult(4, RunStatus.SKIPPED_BREAKER_OPEN, retry_after=30.0))
-    summary = run(SyncSource.WOOCOMMERCE_PRODUCTS, "t-4", full=False)
-    assert summary["status"] == "skipped_breaker_open"
-    assert len(engine.calls) == 1
+    # Not even one page fits in the delivery's time: handing it back forever would loop forever.
+    stuck = RunResult(1, RunStatus.INTERRUPTED, resumable=True, error="SoftTimeLimitExceeded")
+    engine = use_engine(monkeypatch, *[stuck] * 3)
+    for count in (1, 2, 3):  # the first delivery and the two allowed redeliveries
+        with pytest.raises(Reject):
+            run(WOO, "t-10", request=1)
+        assert deliveries(env, "t-10") == count
+    with pytest.raises(SyncRunFailed, match="redelivery_limit"):
+        run(WOO, "t-10", request=1)
+    assert len(engine.calls) == 3
+
+
+def test_a_time_limit_outside_the_pass_hands_the_message_back_as_a_crash(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_engine(monkeypatch, SoftTimeLimitExceeded())  # fired while opening or closing the run
+    with pytest.raises(Reject) as info:
+        run(WOO, "t-11", request=1)
+    assert info.value.requeue is True
+    assert deliveries(env, "t-11") == 1
+
+
+def test_a_soft_time_limit_before_the_first_commit_counts_as_a_crash(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the engine returns when the limit fires while the first page's variations are fetched.
+    stuck = RunResult(
+        1, RunStatus.INTERRUPTED, Counts(fetched=3), resumable=True, error="SoftTimeLimitExceeded"
+    )
+    use_engine(monkeypatch, *[stuck] * 6)
+    fates: list[str] = []
+    for _ in range(6):
+        try:
+            run(WOO, "t-12", request=1)
+        except Reject:
+            fates.append("handed back")
+        except SyncRunFailed:
+            fates.append("dropped")
+            break
+    assert fates == ["handed back"] * 3 + ["dropped"]
+
+
+def test_the_run_stops_when_the_time_budget_is_spent_or_the_worker_shuts_down(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [0.0]
+    budgets: list[tuple[Any, float]] = []
+
+    def for_task(request: Any, default_soft_limit: float) -> TimeBudget:
+        budgets.append((request.timelimit, default_soft_limit))
+        return TimeBudget(100, clock=lambda: now[0])
+
+    monkeypatch.setattr(TimeBudget, "for_task", staticmethod(for_task))
+    engine = use_engine(monkeypatch, RunResult(1, RunStatus.SUCCEEDED))
+    execute(FakeTask("t-13", timelimit=(None, 100)), WOO, full=False, request=1)  # type: ignore[arg-type]
+    assert budgets == [((None, 100), env["settings"].celery_task_soft_time_limit)]
+    should_stop = engine.calls[0]["should_stop"]
+    assert should_stop() is False
+    now[0] = 80.0  # the soft limit less its margin
+    assert should_stop() is True
+    now[0] = 0.0
+    monkeypatch.setattr(tasks, "shutdown_requested", lambda: True)
+    assert should_stop() is True
+
+
+# -- redeliveries --------------------------------------------------------------------------------
 
 
 def test_crash_redeliveries_are_capped(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,8 +415,9 @@ def test_crash_redeliveries_are_capped(env: dict[str, Any], monkeypatch: pytest.
     # Three deliveries started and never finished: the first plus the two allowed redeliveries.
     for _ in range(3):
         guard.begin("t-5")
-    summary = run(SyncSource.WOOCOMMERCE_PRODUCTS, "t-5", full=False)
-    assert summary["status"] == "redelivery_limit"
+    with pytest.raises(SyncRunFailed) as info:
+        run(WOO, "t-5", full=False)
+    assert "woocommerce-products" in str(info.value) and "redelivery_limit" in str(info.value)
     assert engine.calls == []
     ((event_type, kwargs),) = env["events"].events
     assert event_type == "sync.redelivery_limit"
@@ -153,31 +431,92 @@ def test_last_allowed_redelivery_still_runs(env: dict[str, Any], monkeypatch: py
     guard = tasks._guard()
     for _ in range(2):
         guard.begin("t-6")
-    assert run(SyncSource.WOOCOMMERCE_PRODUCTS, "t-6", full=False)["status"] == "succeeded"
+    assert run(WOO, "t-6", full=False, request=1)["status"] == "succeeded"
     assert len(engine.calls) == 1
 
 
 def test_a_redelivery_that_meets_its_dead_runs_lock_retries_after_the_ttl(
     env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    use_engine(monkeypatch, RunResult(5, RunStatus.SKIPPED_ALREADY_RUNNING))
+    use_engine(monkeypatch, RunResult(5, RunStatus.DEFERRED))
     tasks._guard().begin("t-7")  # the first delivery crashed
     task = FakeTask("t-7")
     with pytest.raises(FakeRetry):
-        execute(task, SyncSource.WOOCOMMERCE_PRODUCTS, full=True)  # type: ignore[arg-type]
+        execute(task, WOO, full=True, request=1)  # type: ignore[arg-type]
     assert task.retries == [{"countdown": env["settings"].sync_lock_ttl_seconds + 1, "max_retries": None}]
-    assert deliveries(env, "t-7") == 1  # the skip itself is not counted as a crash
+    assert task.states == []
+    assert deliveries(env, "t-7") == 1  # the deferral itself is not counted as a crash
 
 
-def test_a_first_delivery_that_meets_a_running_sync_is_skipped(
+def test_a_first_delivery_that_meets_a_running_sync_is_deferred_not_retried(
     env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    use_engine(monkeypatch, RunResult(6, RunStatus.SKIPPED_ALREADY_RUNNING))
+    use_engine(monkeypatch, RunResult(6, RunStatus.DEFERRED, coalesced=True))
     task = FakeTask("t-8")
-    summary = execute(task, SyncSource.WOOCOMMERCE_PRODUCTS, full=False)  # type: ignore[arg-type]
-    assert summary["status"] == "skipped_already_running"
+    with pytest.raises(Ignore):
+        execute(task, WOO, full=False, request=1)  # type: ignore[arg-type]
+    assert [state for state, _ in task.states] == ["DEFERRED"]
     assert task.retries == []
     assert deliveries(env, "t-8") is None
+
+
+# -- time budget ---------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_time_budget_leaves_a_fifth_of_the_soft_limit_for_the_page_in_flight() -> None:
+    clock = Clock()
+    budget = TimeBudget(100, clock=clock)
+    assert budget.seconds == 80
+    clock.now += 79.9
+    assert not budget.spent()
+    clock.now += 0.1
+    assert budget.spent()
+
+
+def test_time_budget_margin_is_at_most_a_minute() -> None:
+    clock = Clock()
+    budget = TimeBudget(3000, clock=clock)
+    assert budget.seconds == 2940
+    clock.now += 2939
+    assert not budget.spent()
+    clock.now += 1
+    assert budget.spent()
+
+
+@pytest.mark.parametrize(
+    ("request_", "seconds"),
+    [
+        (SimpleNamespace(timelimit=(None, 100)), 80),  # a per-call soft limit wins
+        (SimpleNamespace(timelimit=(600, 100.0)), 80),
+        (SimpleNamespace(timelimit=(600, None)), 2940),  # only a hard limit: the default soft one
+        (SimpleNamespace(timelimit=(None, None)), 2940),
+        (SimpleNamespace(timelimit=None), 2940),
+        (SimpleNamespace(), 2940),  # called in process
+    ],
+)
+def test_time_budget_of_a_delivery(request_: Any, seconds: float) -> None:
+    budget = TimeBudget.for_task(request_, 3000)
+    assert budget.seconds == seconds
+    assert not budget.spent()
+
+
+def test_time_budget_starts_when_it_is_made() -> None:
+    clock = Clock()
+    clock.now = 5000.0
+    budget = TimeBudget(10, clock=clock)
+    assert budget.started == 5000.0
+    clock.now += 7.9
+    assert not budget.spent()
+    clock.now += 0.1
+    assert budget.spent()
 
 
 def test_guard_counter_expires() -> None:
@@ -201,14 +540,28 @@ def test_tasks_are_registered_with_their_delivery_options() -> None:
         assert task.ignore_result is False
 
 
-def test_task_called_in_process_passes_only_full(
+def test_each_in_process_call_without_a_number_is_a_new_request(
     env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = use_engine(monkeypatch, RunResult(2, RunStatus.SUCCEEDED))
-    assert sync_products(full=True)["run_id"] == 2
-    (call,) = engine.calls
-    assert call["full"] is True
-    assert call["task_id"] is None
+    engine = use_engine(monkeypatch, RunResult(1, RunStatus.SUCCEEDED), RunResult(2, RunStatus.SUCCEEDED))
+    first = sync_products()
+    add_run(env, mode="incremental", serves_through=first["request"])  # the row the first run left
+    second = sync_products()
+    assert second["status"] == "succeeded"
+    assert second["request"] > first["request"]
+    assert len(engine.calls) == 2
+
+
+def test_task_called_in_process_passes_full_and_request(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = use_engine(monkeypatch, RunResult(2, RunStatus.SUCCEEDED), RunResult(3, RunStatus.SUCCEEDED))
+    summary = sync_products(full=True, request=4)
+    assert (summary["run_id"], summary["request"]) == (2, 4)
+    assert sync_suppliers(request=5)["source"] == ODOO.value
+    first, second = engine.calls
+    assert (first["source"], first["full"], first["task_id"]) == (WOO, True, None)
+    assert (second["source"], second["full"]) == (ODOO, False)
 
 
 def test_shutdown_requested_outside_a_task_is_false() -> None:

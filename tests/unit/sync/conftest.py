@@ -81,12 +81,24 @@ def make_deps(
 
 @pytest.fixture
 def sync(make_deps: Callable[[Any], SyncDeps], woo: FakeWoo, odoo: FakeOdoo) -> Callable[..., Any]:
-    """``sync(source, full=..., should_stop=...)`` against the fakes."""
+    """``sync(source, full=..., should_stop=..., task_id=..., dispatch_followups=...)`` against the fakes."""
 
     def run(
-        source: SyncSource, *, full: bool = False, should_stop: Callable[[], bool] = lambda: False
+        source: SyncSource,
+        *,
+        full: bool = False,
+        should_stop: Callable[[], bool] = lambda: False,
+        task_id: str | None = "task-1",
+        dispatch_followups: Callable[[list[str]], None] | None = None,
     ) -> Any:
         client = woo if source is SyncSource.WOOCOMMERCE_PRODUCTS else odoo
-        return run_sync(source, make_deps(client), full=full, task_id="task-1", should_stop=should_stop)
+        return run_sync(
+            source,
+            make_deps(client),
+            full=full,
+            task_id=task_id,
+            should_stop=should_stop,
+            dispatch_followups=dispatch_followups,
+        )
 
     return run

@@ -147,9 +147,9 @@ class FakeWoo:
         self._check("variation", product_id=product_id, variation_id=variation_id)
         return variation_id in self.variations.get(product_id, {})
 
-    def list_product_ids(self, status: str = "any") -> Iterator[list[Any]]:
-        for page in self._pages("ids", self._listed(status), 1, status=status):
-            yield [r.get("id") for r in page.records]
+    def list_product_ids(self, status: str = "any", start_page: int = 1) -> Iterator[tuple[int, list[Any]]]:
+        for page in self._pages("ids", self._listed(status), start_page, status=status):
+            yield page.page, [r.get("id") for r in page.records]
 
     def newest_product_ids(self, above: int | None) -> list[int]:
         self._check("newest", above=above)

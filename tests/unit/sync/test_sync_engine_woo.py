@@ -6,13 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from billiard.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import Engine
 from sync_fakes import FakeClock, FakeEventLog, FakeWoo
 from sync_mirror import assert_woo_mirror, products, runs, state
 
 from worker.errors import CircuitOpenError, FatalUpstreamError, RetriableUpstreamError
 from worker.sync import RunStatus, SyncSource
-from worker.sync.lock import RunLock
+from worker.sync.lock import Acquired, Holder, RunLock, followups_name, lock_name, next_request
 
 WOO = SyncSource.WOOCOMMERCE_PRODUCTS
 
@@ -165,6 +166,45 @@ def test_stop_mid_run_then_resume_loses_and_repeats_nothing(
     assert state(sqlite_engine, WOO.value)["checkpoint"] == {}
 
 
+def test_celery_soft_time_limit_mid_page_ends_the_run_resumable(
+    sync: Callable[..., Any], woo: FakeWoo, sqlite_engine: Engine
+) -> None:
+    build_catalog(woo, size=20)
+
+    def time_up(op: str, args: dict[str, Any]) -> BaseException | None:
+        return SoftTimeLimitExceeded() if op == "products" and args.get("page") == 4 else None
+
+    woo.fail = time_up
+    result = sync(WOO, full=True)
+    assert (result.status, result.resumable, result.error) == (
+        RunStatus.INTERRUPTED,
+        True,
+        "SoftTimeLimitExceeded",
+    )
+    row = runs(sqlite_engine)[-1]
+    assert row["status"] == "interrupted" and row["details"]["resumable"] is True
+    assert state(sqlite_engine, WOO.value)["checkpoint"]["full"]["page"] >= 2  # the pages before stand
+    woo.fail = lambda op, args: None
+    assert sync(WOO, full=True).status is RunStatus.SUCCEEDED
+    assert_woo_mirror(sqlite_engine, woo)
+
+
+def test_each_run_row_records_its_token_and_the_requests_it_serves(
+    sync: Callable[..., Any], make_deps: Any, woo: FakeWoo, sqlite_engine: Engine
+) -> None:
+    build_catalog(woo)
+    deps = make_deps(woo)
+    prefix = deps.settings.redis_key_prefix
+    assert [next_request(deps.redis, prefix, WOO) for _ in range(2)] == [1, 2]
+    sync(WOO, full=True)
+    next_request(deps.redis, prefix, WOO)
+    sync(WOO)
+    first, second = runs(sqlite_engine)
+    assert (first["fence"], first["serves_through"], first["details"]["resumable"]) == (1, 2, False)
+    assert (second["fence"], second["serves_through"]) == (2, 3)
+    assert state(sqlite_engine, WOO.value)["fence"] == 2
+
+
 def test_breaker_open_before_anything_is_a_skip(
     sync: Callable[..., Any], woo: FakeWoo, sqlite_engine: Engine, events: FakeEventLog
 ) -> None:
@@ -219,20 +259,152 @@ def test_variations_of_a_product_deleted_meanwhile_are_skipped(
     assert sync(WOO, full=True).status is RunStatus.SUCCEEDED
 
 
-def test_second_run_while_one_is_active_is_skipped_and_recorded(
-    sync: Callable[..., Any], make_deps: Any, woo: FakeWoo, sqlite_engine: Engine, events: FakeEventLog,
-    fake_redis: Any,
-) -> None:  # fmt: skip
+def hold(deps: Any, mode: str = "incremental", task_id: str = "holder-task") -> RunLock:
+    """A run of the source in progress elsewhere (another worker holds the lock)."""
+    lock = RunLock(deps.redis, deps.settings.redis_key_prefix, WOO, 60, Holder.here(task_id, mode))
+    assert isinstance(lock.acquire(), Acquired)
+    return lock
+
+
+def pending(deps: Any) -> dict[str, int]:
+    raw = deps.redis.hgetall(followups_name(deps.settings.redis_key_prefix, WOO))
+    return {k.decode(): int(v) for k, v in raw.items()}
+
+
+def test_a_request_while_a_run_is_active_is_deferred_and_followed_up(
+    sync: Callable[..., Any], make_deps: Any, woo: FakeWoo, sqlite_engine: Engine, events: FakeEventLog
+) -> None:
+    build_catalog(woo)
     deps = make_deps(woo)
-    holder = RunLock(fake_redis, deps.settings.redis_key_prefix, WOO, 60)
-    assert holder.acquire()
+    holder = hold(deps, "full")
     result = sync(WOO)
-    assert result.status is RunStatus.SKIPPED_ALREADY_RUNNING
-    assert woo.calls == []
-    assert runs(sqlite_engine)[-1]["status"] == "skipped_already_running"
-    assert events.of("sync.skipped_already_running")
-    holder.release()
-    assert sync(WOO).status is RunStatus.SUCCEEDED
+    assert result.status is RunStatus.DEFERRED
+    assert woo.calls == []  # nothing fetched, nothing written
+    assert products(sqlite_engine) == {}
+    expected_holder = {
+        "host": holder.holder.host,
+        "pid": holder.holder.pid,
+        "task_id": "holder-task",
+        "mode": "full",
+    }
+    assert (result.holder, result.coalesced) == (expected_holder, False)
+    row = runs(sqlite_engine)[-1]
+    details = {"holder": expected_holder, "followup": "incremental", "coalesced": False}
+    assert (row["id"], row["status"], row["mode"], row["task_id"]) == (
+        result.run_id,
+        "deferred",
+        "incremental",
+        "task-1",
+    )
+    assert row["details"] == details and row["finished_at"] is not None
+    (event,) = events.of("sync.deferred")
+    assert event["payload"] == {"run_id": result.run_id, "full": False, "task_id": "task-1", **details}
+    assert event["correlation_id"] == f"{WOO.value}:{result.run_id}"
+    assert pending(deps) == {"incremental": 1, "incremental:requests": 1}
+
+    assert holder.release() == ["incremental"]  # the holder hands the follow-up back at its end
+    followup = sync(WOO)
+    assert followup.status is RunStatus.SUCCEEDED
+    assert pending(deps) == {}  # served
+    assert_woo_mirror(sqlite_engine, woo)
+
+
+def test_five_deferred_requests_coalesce_into_one_followup(
+    sync: Callable[..., Any], make_deps: Any, woo: FakeWoo, sqlite_engine: Engine
+) -> None:
+    build_catalog(woo)
+    deps = make_deps(woo)
+    holder = hold(deps)
+    results = [sync(WOO, task_id=f"beat-{n}") for n in range(5)]
+    assert [r.status for r in results] == [RunStatus.DEFERRED] * 5
+    assert [r.coalesced for r in results] == [False, True, True, True, True]
+    assert [r["details"]["coalesced"] for r in runs(sqlite_engine)] == [False, True, True, True, True]
+    assert pending(deps) == {"incremental": 1, "incremental:requests": 5}
+    assert holder.release() == ["incremental"]  # one follow-up run, not five
+
+    dispatched: list[list[str]] = []
+    assert sync(WOO, dispatch_followups=dispatched.append).status is RunStatus.SUCCEEDED
+    assert dispatched == []  # the follow-up served them all
+    assert pending(deps) == {}
+
+
+def test_a_full_request_during_an_incremental_run_leaves_full_pending(
+    sync: Callable[..., Any], make_deps: Any, woo: FakeWoo, sqlite_engine: Engine
+) -> None:
+    build_catalog(woo)
+    deps = make_deps(woo)
+    holder = hold(deps, "incremental")
+    deferred = sync(WOO, full=True)
+    assert deferred.status is RunStatus.DEFERRED
+    assert runs(sqlite_engine)[-1]["details"]["followup"] == "full"
+    assert holder.release() == ["full"]
+
+    # An incremental run (a beat tick) cannot serve a full request: the full follow-up stays owed.
+    dispatched: list[list[str]] = []
+    assert sync(WOO, dispatch_followups=dispatched.append).status is RunStatus.SUCCEEDED
+    assert dispatched == [["full"]]
+    assert pending(deps) == {"full": 1, "full:requests": 1}
+
+
+def test_a_full_run_clears_both_followups(
+    sync: Callable[..., Any], make_deps: Any, woo: FakeWoo, sqlite_engine: Engine
+) -> None:
+    build_catalog(woo)
+    deps = make_deps(woo)
+    holder = hold(deps)
+    assert sync(WOO).status is RunStatus.DEFERRED
+    assert sync(WOO, full=True).status is RunStatus.DEFERRED
+    assert holder.release() == ["full", "incremental"]
+
+    dispatched: list[list[str]] = []
+    assert sync(WOO, full=True, dispatch_followups=dispatched.append).status is RunStatus.SUCCEEDED
+    assert pending(deps) == {}
+    assert dispatched == []
+
+
+def test_a_run_hands_the_requests_that_met_it_to_dispatch_followups(
+    sync: Callable[..., Any], make_deps: Any, woo: FakeWoo, sqlite_engine: Engine
+) -> None:
+    build_catalog(woo)
+    deps = make_deps(woo)
+    met: list[Any] = []
+
+    def request_meanwhile(op: str, args: dict[str, Any]) -> None:
+        if op == "products" and args.get("page") == 2 and not met:
+            met.append(sync(WOO, task_id="manual"))  # another request for the source arrives
+        return None
+
+    woo.fail = request_meanwhile
+    dispatched: list[list[str]] = []
+    result = sync(WOO, full=True, dispatch_followups=dispatched.append)
+    assert result.status is RunStatus.SUCCEEDED
+    assert met[0].status is RunStatus.DEFERRED
+    assert met[0].holder["task_id"] == "task-1" and met[0].holder["mode"] == "full"
+    assert dispatched == [["incremental"]]  # enqueued once the lock was released
+    assert not deps.redis.exists(lock_name(deps.settings.redis_key_prefix, WOO))
+
+
+def test_a_followup_that_cannot_be_enqueued_stays_pending_for_the_next_run(
+    sync: Callable[..., Any], make_deps: Any, woo: FakeWoo, sqlite_engine: Engine
+) -> None:
+    build_catalog(woo)
+    deps = make_deps(woo)
+    met: list[Any] = []
+
+    def request_meanwhile(op: str, args: dict[str, Any]) -> None:
+        if op == "products" and args.get("page") == 2 and not met:
+            met.append(sync(WOO, task_id="manual"))
+        return None
+
+    def broker_down(modes: list[str]) -> None:
+        raise ConnectionError("broker unreachable")
+
+    woo.fail = request_meanwhile
+    assert sync(WOO, dispatch_followups=broker_down).status is RunStatus.SUCCEEDED  # the run's own outcome
+    assert pending(deps) == {"incremental": 1, "incremental:requests": 1}
+    woo.fail = lambda op, args: None
+    assert sync(WOO).status is RunStatus.SUCCEEDED  # the next run of the source serves it
+    assert pending(deps) == {}
 
 
 def test_run_left_running_by_a_crash_is_closed_as_interrupted(

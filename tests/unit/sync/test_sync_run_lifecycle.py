@@ -1,5 +1,5 @@
-"""What a run leaves around itself: progress on its row, a heartbeat on its lock, metrics, the
-client's correlation id."""
+"""What a run leaves around itself: progress on its row, a heartbeat on its lock, a fencing token
+in the database, metrics, the client's correlation id."""
 
 from __future__ import annotations
 
@@ -11,14 +11,19 @@ from typing import Any
 import fakeredis
 import pytest
 from sqlalchemy import Engine, func, select, text
-from sync_fakes import FakeEventLog, FakeWoo
-from sync_mirror import runs
+from sync_fakes import FakeClock, FakeEventLog, FakeOdoo, FakeWoo
+from sync_mirror import runs, state, suppliers
 
 from models import Product
 from worker import metrics
 from worker.db import make_session_factory
-from worker.sync import RunStatus, SyncDeps, SyncSource, run_sync
-from worker.sync.lock import LockHeartbeat, LockLost, RunLock, lock_name
+from worker.sync import Counts, RunStatus, SyncDeps, SyncSource, fence, run_sync
+from worker.sync.context import RunContext, transaction
+from worker.sync.fence import FencedOut
+from worker.sync.lock import Acquired, Holder, LockHeartbeat, LockLost, RunLock, lock_name
+from worker.sync.normalize_woo import normalize_product
+from worker.sync.runs import close_stale_runs, finish_run, open_run
+from worker.sync.sources import spec_for
 
 WOO = SyncSource.WOOCOMMERCE_PRODUCTS
 HEARTBEAT = "sync-lock-heartbeat"
@@ -112,8 +117,8 @@ def test_run_row_counts_follow_each_committed_page(
 
 @pytest.fixture
 def lock(fake_redis: fakeredis.FakeRedis) -> Iterator[RunLock]:
-    run_lock = RunLock(fake_redis, "sw-test", WOO, ttl_seconds=0.3)
-    assert run_lock.acquire()
+    run_lock = RunLock(fake_redis, "sw-test", WOO, ttl_seconds=0.3, holder=Holder.here(None, "full"))
+    assert isinstance(run_lock.acquire(), Acquired)
     yield run_lock
     run_lock.release()
 
@@ -179,6 +184,139 @@ def test_lock_lost_between_pages_interrupts_before_the_next_write(
     assert runs(sqlite_engine)[-1]["status"] == "interrupted"
 
 
+# -- fencing -------------------------------------------------------------------------------------
+
+
+class StalledLock(RunLock):
+    """The lock of a run paused past its TTL (GC pause, SIGSTOP): its last renewal succeeded and it has
+    not looked since, so only the database can tell it a newer run took the source over."""
+
+    def extend(self) -> None:
+        return None
+
+    def check(self) -> None:
+        return None
+
+
+def open_context(sqlite_engine: Engine, lock: RunLock, events: FakeEventLog, clock: FakeClock) -> RunContext:
+    """What ``run_sync`` does at a run's start: claim the next token and open the run's row."""
+    session_factory = make_session_factory(sqlite_engine)
+    with transaction(session_factory) as conn:
+        token = fence.claim(conn, WOO)
+        close_stale_runs(conn, WOO, now=clock())
+        run_id = open_run(conn, WOO, full=True, task_id=None, now=clock(), fence=token, serves_through=0)
+    return RunContext(
+        spec=spec_for(WOO),
+        full=True,
+        run_id=run_id,
+        correlation_id=f"{WOO.value}:{run_id}",
+        session_factory=session_factory,
+        event_log=events,
+        lock=lock,
+        should_stop=lambda: False,
+        clock=clock,
+        started_at=clock(),
+        fence=token,
+    )
+
+
+def test_a_run_fenced_out_by_a_newer_one_commits_nothing(
+    sqlite_engine: Engine, fake_redis: Any, woo: FakeWoo, events: FakeEventLog, clock: FakeClock
+) -> None:
+    row = normalize_product(woo.add_product(100))
+    old = open_context(
+        sqlite_engine, StalledLock(fake_redis, "sw-test", WOO, 60, Holder.here("a", "full")), events, clock
+    )
+    lock = RunLock(fake_redis, "sw-test", WOO, 60, Holder.here("b", "full"))
+    assert isinstance(lock.acquire(), Acquired)
+    new = open_context(sqlite_engine, lock, events, clock)
+    assert (old.fence, new.fence) == (1, 2)
+    before = state(sqlite_engine, WOO.value)
+
+    with pytest.raises(FencedOut) as info:
+        old.write([row], checkpoint={"phase": "products", "page": 1})
+    assert isinstance(info.value, LockLost)  # the engine ends the run interrupted, like a lost lock
+    with pytest.raises(FencedOut):
+        old.checkpoint({"phase": "products", "page": 9})
+    assert stored_products(sqlite_engine) == 0
+    assert state(sqlite_engine, WOO.value) == before  # neither checkpoint was saved
+    assert old.counts.inserted == 0
+    old_row = next(r for r in runs(sqlite_engine) if r["id"] == old.run_id)
+    assert (old_row["inserted"], old_row["fence"]) == (0, 1)
+
+    new.write([row], checkpoint={"phase": "products", "page": 1})  # the current holder writes
+    assert stored_products(sqlite_engine) == 1
+    assert state(sqlite_engine, WOO.value)["checkpoint"] == {"full": {"phase": "products", "page": 1}}
+    assert state(sqlite_engine, WOO.value)["fence"] == 2
+
+
+def test_finish_run_leaves_a_row_a_newer_run_closed(sqlite_engine: Engine, clock: FakeClock) -> None:
+    session_factory = make_session_factory(sqlite_engine)
+    with transaction(session_factory) as conn:
+        old = open_run(conn, WOO, full=True, task_id="old", now=clock(), fence=fence.claim(conn, WOO))
+    clock.tick(30)
+    with transaction(session_factory) as conn:  # a newer run takes the source over
+        fence.claim(conn, WOO)
+        assert close_stale_runs(conn, WOO, now=clock()) == [old]
+    closed = runs(sqlite_engine)[0]
+    assert closed["status"] == "interrupted"
+
+    clock.tick(30)
+    with transaction(session_factory) as conn:  # the old run wakes up and closes its row
+        finish_run(
+            conn,
+            old,
+            status=RunStatus.SUCCEEDED,
+            counts=Counts(fetched=9, inserted=9),
+            now=clock(),
+            details={"resumable": False},
+        )
+    assert runs(sqlite_engine)[0] == closed  # what the newer run wrote stands
+
+
+def test_finish_run_closes_a_running_row(sqlite_engine: Engine, clock: FakeClock) -> None:
+    session_factory = make_session_factory(sqlite_engine)
+    with transaction(session_factory) as conn:
+        run_id = open_run(conn, WOO, full=False, task_id="t", now=clock(), fence=1, serves_through=4)
+    clock.tick(5)
+    with transaction(session_factory) as conn:
+        finish_run(
+            conn, run_id, status=RunStatus.SUCCEEDED, counts=Counts(fetched=2, inserted=2), now=clock()
+        )
+    row = runs(sqlite_engine)[0]
+    assert (row["status"], row["inserted"], row["duration_seconds"]) == ("succeeded", 2, 5.0)
+    assert (row["fence"], row["serves_through"]) == (1, 4)
+
+
+def test_a_run_that_wakes_after_a_newer_run_claimed_the_source_writes_nothing_more(
+    sync: Callable[..., Any], odoo: FakeOdoo, sqlite_engine: Engine, events: FakeEventLog, clock: FakeClock
+) -> None:
+    for pid in range(1, 11):
+        odoo.add(pid)
+    taken_over: list[dict[str, Any]] = []
+
+    def take_over(op: str, args: dict[str, Any]) -> None:
+        # Pages are written in the fetching thread: the two pages before this one are committed.
+        if op == "pages" and args.get("after_id") == 6 and not taken_over:
+            with transaction(make_session_factory(sqlite_engine)) as conn:
+                fence.claim(conn, SyncSource.ODOO_SUPPLIERS)
+                close_stale_runs(conn, SyncSource.ODOO_SUPPLIERS, now=clock())
+            taken_over.append(state(sqlite_engine, SyncSource.ODOO_SUPPLIERS.value))
+        return None
+
+    odoo.fail = take_over
+    result = sync(SyncSource.ODOO_SUPPLIERS, full=True)
+    assert result.status is RunStatus.INTERRUPTED and result.resumable
+    assert "fenced out" in (result.error or "")
+    assert sorted(suppliers(sqlite_engine)) == list(range(1, 7))  # nothing after the take-over
+    after = state(sqlite_engine, SyncSource.ODOO_SUPPLIERS.value)
+    assert after == taken_over[0]  # no checkpoint, no outcome: the source belongs to the newer run
+    assert after["last_run_id"] is None and after["fence"] == 2
+    (row,) = runs(sqlite_engine)
+    assert (row["status"], row["fence"]) == ("interrupted", 1)
+    assert row["error"] == "its worker stopped, or it lost the source to a newer run"  # as the newer run left it
+
+
 # -- metrics -------------------------------------------------------------------------------------
 
 
@@ -199,17 +337,15 @@ def test_every_closed_run_is_counted_once(
     sync: Callable[..., Any], woo: FakeWoo, fake_redis: Any, settings_factory: Any
 ) -> None:
     build_catalog(woo, size=4)
-    succeeded, skipped = (
-        runs_counted("full", "succeeded"),
-        runs_counted("incremental", "skipped_already_running"),
-    )
+    succeeded, deferred = runs_counted("full", "succeeded"), runs_counted("incremental", "deferred")
     assert sync(WOO, full=True).status is RunStatus.SUCCEEDED
     assert runs_counted("full", "succeeded") == succeeded + 1
 
-    holder = RunLock(fake_redis, settings_factory().redis_key_prefix, WOO, ttl_seconds=60)
-    assert holder.acquire()
-    assert sync(WOO).status is RunStatus.SKIPPED_ALREADY_RUNNING
-    assert runs_counted("incremental", "skipped_already_running") == skipped + 1
+    prefix = settings_factory().redis_key_prefix
+    holder = RunLock(fake_redis, prefix, WOO, ttl_seconds=60, holder=Holder.here("other", "full"))
+    assert isinstance(holder.acquire(), Acquired)
+    assert sync(WOO).status is RunStatus.DEFERRED
+    assert runs_counted("incremental", "deferred") == deferred + 1
     holder.release()
 
     failed = runs_counted("incremental", "failed")
