@@ -28,6 +28,9 @@ class SyncState(Base):
     # The fencing token of the run that holds the source: every page transaction checks it, so a run
     # that lost its lock (paused past its TTL) commits nothing after a newer run took over.
     fence: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Requests for the source are numbered here (in the same store as ``sync_runs.serves_through``, so a
+    # Redis flush cannot make a new request look served by an old run).
+    requests: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class SyncRun(Base):

@@ -30,7 +30,7 @@ from celery.exceptions import Ignore, Reject
 from worker.errors import CANCELLATIONS, SyncRunFailed
 from worker.shutdown import TimeBudget, shutdown_requested
 from worker.sync import RunResult, RunStatus, SyncSource, run_sync
-from worker.sync.lock import delivery_request, next_request
+from worker.sync.requests import number_request
 from worker.sync.runs import served_by
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,9 @@ class DeliveryGuard:
         return count > 1 + self.max_redeliveries
 
     def handed_back(self, task_id: str) -> None:
-        self.client.decr(self.key(task_id))
+        # Never below zero: a counter that expired meanwhile must not turn into a credit of crashes.
+        if self.client.decr(self.key(task_id)) < 0:
+            self.client.set(self.key(task_id), 0, ex=self.ttl_seconds)
 
     def finished(self, task_id: str) -> None:
         self.client.delete(self.key(task_id))
@@ -125,24 +127,32 @@ def finish_as(task: Task[Any, Any], state: str, meta: dict[str, Any]) -> None:
 
 
 def request_of(task: Task[Any, Any], source: SyncSource, given: int | None) -> int:
-    """This message's request number: given by whoever enqueued it, else fixed at first delivery."""
-    from worker.deps import get_redis, get_settings
+    """This message's request number: given by whoever enqueued it, else fixed at its first delivery
+    (kept in Redis under the task id, so a redelivery keeps it; lost with Redis, it is only renumbered,
+    which can cost a run, never skip one)."""
+    from worker.deps import get_redis, get_session_factory, get_settings
 
-    settings = get_settings()
     if given is not None:
         return int(given)
     task_id = task.request.id
     if task_id is None:  # called in process: every call is a request of its own
-        return next_request(get_redis(), settings.redis_key_prefix, source)
-    ttl = settings.celery_visibility_timeout * (settings.sync_max_redeliveries + 2)
-    return delivery_request(get_redis(), settings.redis_key_prefix, source, task_id, ttl)
+        return number_request(get_session_factory(), source)
+    settings = get_settings()
+    client = get_redis()
+    key = f"{settings.redis_key_prefix}:request:{task_id}"
+    known = client.get(key)
+    if known is None:
+        ttl = settings.celery_visibility_timeout * (settings.sync_max_redeliveries + 2)
+        client.set(key, number_request(get_session_factory(), source), nx=True, ex=ttl)
+        known = client.get(key)
+    return int(known or 0)
 
 
 def enqueue(task: Task[Any, Any], source: SyncSource, *, full: bool) -> tuple[str, int]:
     """Send one request for ``source`` and return its task id and request number."""
-    from worker.deps import get_redis, get_settings
+    from worker.deps import get_session_factory
 
-    number = next_request(get_redis(), get_settings().redis_key_prefix, source)
+    number = number_request(get_session_factory(), source)
     return str(task.apply_async(kwargs={"full": full, "request": number}).id), number
 
 
@@ -193,7 +203,7 @@ def execute(
         return {"source": str(source), "full": full, "run_id": served, "status": "served", "request": number}
     budget = TimeBudget.for_task(task.request, settings.celery_task_soft_time_limit)
     try:
-        result = run_sync(source, get_deps(source), full=full, task_id=task_id,
+        result = run_sync(source, get_deps(source), full=full, task_id=task_id, request=number,
                           should_stop=lambda: shutdown_requested() or budget.spent(),
                           dispatch_followups=followups_for(task, source))  # fmt: skip
     except CANCELLATIONS as exc:

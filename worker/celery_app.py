@@ -9,6 +9,7 @@ import redis
 from celery import Celery
 
 from worker.celery_config import build_config, check_config
+from worker.followups import connect_followup_sweeper
 from worker.logs import connect_celery_signals
 from worker.metrics import install_celery_metrics_hooks
 from worker.schedule import build_beat_schedule
@@ -27,6 +28,12 @@ def create_app(settings: Settings) -> Celery:
     return app
 
 
+def _redis() -> redis.Redis:
+    from worker.deps import get_redis
+
+    return get_redis()
+
+
 def _wire_process(settings: Settings) -> None:
     # deps is imported lazily: it pulls in the engine, clients and sync code, which neither beat nor
     # the CLI needs just to load the app.
@@ -42,3 +49,4 @@ def _wire_process(settings: Settings) -> None:
 
 app = create_app(get_settings())
 _wire_process(get_settings())
+connect_followup_sweeper(get_settings(), _redis, app)

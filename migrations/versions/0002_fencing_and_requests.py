@@ -19,6 +19,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("sync_state", schema=None) as batch_op:
         batch_op.add_column(sa.Column("fence", sa.BigInteger(), server_default="0", nullable=False))
+        batch_op.add_column(sa.Column("requests", sa.BigInteger(), server_default="0", nullable=False))
     with op.batch_alter_table("sync_runs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("fence", sa.BigInteger(), nullable=True))
         batch_op.add_column(sa.Column("serves_through", sa.BigInteger(), nullable=True))
@@ -38,4 +39,5 @@ def downgrade() -> None:
         batch_op.drop_column("serves_through")
         batch_op.drop_column("fence")
     with op.batch_alter_table("sync_state", schema=None) as batch_op:
+        batch_op.drop_column("requests")
         batch_op.drop_column("fence")

@@ -28,7 +28,6 @@ from worker.celery_config import ODOO_QUEUE, WOOCOMMERCE_QUEUE, CeleryConfigErro
 from worker.cli.output import EXIT_CONFIG, cli_settings, console
 from worker.db import make_engine, make_session_factory
 from worker.schedule import ODOO_TASK, WOOCOMMERCE_TASK
-from worker.settings import Settings
 from worker.sync.runs import covering
 from worker.sync.sources import SyncSource
 
@@ -72,19 +71,38 @@ def exit_code(status: str) -> int:
     return EXIT_CODES.get(status, EXIT_FAILED)
 
 
-def serving_run(session_factory: sessionmaker[Session], request: Request) -> SyncRun | None:
-    """The run serving ``request``: the first covering run still going or finished for good.
+SERVED = ("succeeded", "partial")
+# The request's own task is still on its way: its outcome, not another run's failure, answers it.
+UNDECIDED = ("PENDING", "RECEIVED", "STARTED", "RETRY", "REJECTED")
 
-    A run handed back (shutdown, time budget) is passed over: its continuation serves the request.
+
+def covering_runs(session_factory: sessionmaker[Session], request: Request) -> list[SyncRun]:
+    """Runs whose pass started after ``request`` was made, in a mode that serves it, oldest first.
+
+    A run handed back (shutdown, time budget, superseded) is left out: its continuation is one of them.
     """
     conditions = covering(request.source, request=request.number, full=request.full)
     stmt = select(SyncRun).where(*conditions).order_by(SyncRun.id)
     with session_factory() as session:
-        for run in session.scalars(stmt):
-            handed_back = run.status == "interrupted" and bool((run.details or {}).get("resumable"))
-            if not handed_back:
-                return run
-    return None
+        runs = list(session.scalars(stmt))
+    return [r for r in runs if not (r.status == "interrupted" and (r.details or {}).get("resumable"))]
+
+
+def serving_run(session_factory: sessionmaker[Session], request: Request) -> SyncRun | None:
+    """The run that answers ``request`` so far: one that served it, else one still going, else the first
+    that ended without serving it (which answers only a deferred request: see ``wait_for``)."""
+    runs = covering_runs(session_factory, request)
+    served = [r for r in runs if r.status in SERVED]
+    going = [r for r in runs if r.finished_at is None]
+    first = served or going or runs
+    return first[0] if first else None
+
+
+def run_by_id(session_factory: sessionmaker[Session], run_id: Any) -> SyncRun | None:
+    if not isinstance(run_id, int):
+        return None
+    with session_factory() as session:
+        return session.get(SyncRun, run_id)
 
 
 def describe(run: SyncRun | None, state: str) -> str:
@@ -108,6 +126,20 @@ def task_failed_without_run(result: Any) -> str | None:
     return "redelivery_limit" if "redelivery_limit" in str(result.result) else "failed"
 
 
+def own_outcome(result: Any, session_factory: sessionmaker[Session]) -> str | None:
+    """The outcome the request's own task ended with, when it ran (or found its request served)."""
+    if result.state in UNDECIDED or result.state == "DEFERRED":
+        return None
+    if (failed := task_failed_without_run(result)) is not None:
+        return failed
+    summary = result.result if isinstance(result.result, dict) else {}
+    run = run_by_id(session_factory, summary.get("run_id"))
+    if run is not None and run.finished_at is not None:
+        return run.status
+    status = summary.get("status")
+    return str(status) if status and status != "served" else None
+
+
 def wait_for(
     app: Celery,
     task_id: str,
@@ -129,26 +161,26 @@ def wait_for(
         if line != last:
             show(line)
             last = line
-        if run is not None and run.finished_at is not None:
+        if run is not None and run.status in SERVED:
             return run.status
-        if run is None and (failed := task_failed_without_run(result)) is not None:
-            return failed
+        # A deferred request is served by the first run after it, whatever that run's outcome; any
+        # other request by its own task, which may still run after a run that failed.
+        if result.state == "DEFERRED" and run is not None and run.finished_at is not None:
+            return run.status
+        if (outcome := own_outcome(result, session_factory)) is not None:
+            return outcome
         if clock() >= deadline:
             return None
         sleep(POLL_SECONDS)
 
 
-def send_request(app: Celery, settings: Settings, target: Target, *, full: bool) -> tuple[str, Request]:
+def send_request(
+    app: Celery, session_factory: sessionmaker[Session], target: Target, *, full: bool
+) -> tuple[str, Request]:
     """Number a request for ``target`` and enqueue it; returns its task id and the request."""
-    import redis
+    from worker.sync.requests import number_request
 
-    from worker.sync.lock import next_request
-
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
-    try:
-        number = next_request(client, settings.redis_key_prefix, target.source)
-    finally:
-        client.close()
+    number = number_request(session_factory, target.source)
     # Only ``full`` and the request number travel in the message: credentials stay in the workers.
     task_id = app.send_task(target.task, kwargs={"full": full, "request": number}, queue=target.queue).id
     return str(task_id), Request(target.source, number, full)
@@ -163,16 +195,14 @@ def _enqueue(ctx: click.Context, target: Target, full: bool, wait: bool, timeout
     except CeleryConfigError as exc:
         click.echo(str(exc), err=True)
         ctx.exit(EXIT_CONFIG)
-    task_id, request = send_request(app, settings, target, full=full)
-    click.echo(task_id)
-    if not wait:
-        return
     engine = make_engine(settings.database_url, connect_timeout=3)
-    out = console()
+    sessions = make_session_factory(engine)
     try:
-        status = wait_for(
-            app, task_id, make_session_factory(engine), request, timeout=timeout, show=out.print
-        )
+        task_id, request = send_request(app, sessions, target, full=full)
+        click.echo(task_id)
+        if not wait:
+            return
+        status = wait_for(app, task_id, sessions, request, timeout=timeout, show=console().print)
     finally:
         engine.dispose()
     if status is None:

@@ -47,7 +47,7 @@ class Scenario:
         from worker.cli.sync import TARGETS, send_request, wait_for
 
         target = next(t for t in TARGETS.values() if t.task == task and t.queue == queue)
-        task_id, request = send_request(self.app, self.settings, target, full=True)
+        task_id, request = send_request(self.app, self.sessions, target, full=True)
         status = wait_for(
             self.app,
             task_id,

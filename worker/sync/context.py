@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from billiard.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
@@ -81,6 +82,8 @@ class RunContext:
     clock: Callable[[], dt.datetime]
     started_at: dt.datetime
     fence: int = 0
+    # The newest request this run's pass serves: a fresh pass records it in its first checkpoint.
+    serves_through: int = 0
     counts: Counts = field(default_factory=Counts)
     # Why this run cannot vouch for the whole mirror (a reconciliation it had to skip): ends ``partial``.
     incomplete: list[str] = field(default_factory=list)
@@ -152,8 +155,9 @@ class RunContext:
                         conn, self.spec.source, full=self.full, checkpoint=page.checkpoint, now=self.clock()
                     )
                     update_run_counts(conn, self.run_id, self._progress(page, written))
-        except LockLost:
-            self.counts.marked_deleted = marked_before  # fenced out: the page is not ours to count
+        except (LockLost, SoftTimeLimitExceeded):
+            # Fenced out, or cut short by the time limit: the page rolled back and is not a failure.
+            self.counts.marked_deleted = marked_before
             raise
         except Exception:
             # The page rolled back (its variation deletions with it); the run fails with it.

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from worker import metrics
@@ -35,6 +37,9 @@ from worker.sync.runs import close_stale_runs, finish_run, open_run, record_skip
 from worker.sync.sources import SyncSource, spec_for
 from worker.sync.state import complete_pass, load_bookmark, record_outcome
 from worker.sync.woo_pass import run_woocommerce
+
+# How long a run waits for the source's state row when it starts (a stalled run may hold it).
+CLAIM_LOCK_TIMEOUT_MS = 10_000
 
 logger = logging.getLogger(__name__)
 
@@ -77,21 +82,26 @@ def run_sync(
     full: bool,
     task_id: str | None,
     should_stop: Callable[[], bool],
+    request: int = 0,
     dispatch_followups: Callable[[list[str]], None] | None = None,
 ) -> RunResult:
-    """Run one sync of ``source``; never overlaps another run of it (a second request is deferred)."""
+    """Run one sync of ``source`` for request number ``request``; never overlaps another run of it (a
+    request that meets one is deferred to a follow-up run)."""
     settings = deps.settings
     holder = Holder.here(task_id, mode_of(full))
     lock = RunLock(deps.redis, settings.redis_key_prefix, source, settings.sync_lock_ttl_seconds, holder)
-    got = lock.acquire()
+    got = lock.acquire(request)
     if isinstance(got, Deferred):
         return _defer(source, deps, got, full=full, task_id=task_id)
+    result: RunResult | None = None
     try:
         with LockHeartbeat(lock, settings.sync_lock_ttl_seconds / 3):
-            return _run_locked(source, deps, lock, full=full, task_id=task_id, should_stop=should_stop,
-                               serves_through=got.serves_through)  # fmt: skip
+            result = _run_locked(source, deps, lock, full=full, task_id=task_id, should_stop=should_stop)
+            return result
     finally:
-        _release(lock, dispatch_followups)
+        # A pass handed back is continued by its own message: the follow-ups wait for its real end.
+        handed_back = result is not None and result.status is RunStatus.INTERRUPTED and result.resumable
+        _release(lock, None if handed_back else dispatch_followups)
 
 
 def _release(lock: RunLock, dispatch_followups: Callable[[list[str]], None] | None) -> None:
@@ -99,7 +109,8 @@ def _release(lock: RunLock, dispatch_followups: Callable[[list[str]], None] | No
         pending = lock.release()
     except Exception:
         # The lock expires by itself; a follow-up left pending is served by the next run.
-        logger.warning("sync lock release failed", exc_info=True)
+        logger.warning("sync lock release failed; the lock expires and the sweeper serves follow-ups",
+                       exc_info=True)  # fmt: skip
         return
     if pending and dispatch_followups is not None:
         try:
@@ -147,13 +158,36 @@ def _client_correlation(client: Any, correlation_id: str) -> Iterator[None]:
         client.correlation_id = None
 
 
-def _start(
-    source: SyncSource, deps: SyncDeps, *, full: bool, task_id: str | None, serves_through: int
-) -> tuple[int, int]:
-    """Claim the source's fencing token, close the rows of runs it fences out, open this run's row."""
+@dataclass(frozen=True)
+class Start:
+    run_id: int
+    fence: int
+    serves_through: int
+    fresh: bool  # no checkpoint of this mode: the pass starts from the beginning
+
+
+class SourceBusy(LockLost):
+    """The source's state row stayed locked (a stalled run's page transaction): try again later."""
+
+
+def _start(source: SyncSource, deps: SyncDeps, *, full: bool, task_id: str | None) -> Start:
+    """Claim the source's fencing token, close the rows of runs it fences out, open this run's row.
+
+    The run serves the requests made before its *pass* started: a fresh pass, every request so far; a
+    resumed pass, only those its checkpoint recorded when that pass started.
+    """
     now = deps.clock()
     with transaction(deps.session_factory) as conn:
-        token = fence.claim(conn, source)
+        if conn.dialect.name == "postgresql":
+            # A run paused inside a page transaction holds the state row; don't queue behind it for long.
+            conn.execute(text(f"SET LOCAL lock_timeout = '{CLAIM_LOCK_TIMEOUT_MS}ms'"))
+        try:
+            token, requests = fence.claim(conn, source)
+        except OperationalError as exc:
+            raise SourceBusy("the source's state row is locked by a stalled run") from exc
+        checkpoint = load_bookmark(conn, source, full=full).checkpoint
+        fresh = not checkpoint
+        serves_through = requests if fresh else int((checkpoint or {}).get("serves_through") or 0)
         stale = close_stale_runs(conn, source, now=now)
         run_id = open_run(conn, source, full=full, task_id=task_id, now=now, fence=token,
                           serves_through=serves_through)  # fmt: skip
@@ -168,7 +202,7 @@ def _start(
                 "reason": "its worker stopped, or it lost the source to this run",
             },
         )
-    return run_id, token
+    return Start(run_id, token, serves_through, fresh)
 
 
 def _run_locked(
@@ -179,9 +213,14 @@ def _run_locked(
     full: bool,
     task_id: str | None,
     should_stop: Callable[[], bool],
-    serves_through: int,
 ) -> RunResult:
-    run_id, token = _start(source, deps, full=full, task_id=task_id, serves_through=serves_through)
+    try:
+        start = _start(source, deps, full=full, task_id=task_id)
+    except SourceBusy as exc:
+        return RunResult(None, RunStatus.INTERRUPTED, resumable=True, error=str(exc))
+    if start.fresh:
+        lock.clear_served(start.serves_through, full)
+    run_id = start.run_id
     ctx = RunContext(
         spec=spec_for(source),
         full=full,
@@ -193,7 +232,8 @@ def _run_locked(
         should_stop=should_stop,
         clock=deps.clock,
         started_at=deps.clock(),
-        fence=token,
+        fence=start.fence,
+        serves_through=start.serves_through,
     )
     with (
         log_context(correlation_id=ctx.correlation_id, sync_source=source.value, run_id=run_id),
@@ -206,7 +246,11 @@ def _run_locked(
             # A bug or a database outage: close the run as failed if we still can, then let it surface.
             _close(ctx, deps, RunResult(run_id, RunStatus.FAILED, ctx.counts, error=_describe(exc)))
             raise
-        _close(ctx, deps, result)
+        try:
+            _close(ctx, deps, result)
+        except CANCELLATIONS:
+            # The time limit fired while closing: the outcome stands; the next run closes the row.
+            logger.warning("sync run could not be closed before the time limit", extra={"run_id": run_id})
         return result
 
 

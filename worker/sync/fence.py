@@ -25,17 +25,34 @@ class FencedOut(LockLost):
 
 def ensure_state_row(conn: Connection, source: SyncSource) -> None:
     if conn.execute(select(STATE.c.source).where(STATE.c.source == source.value)).first() is None:
-        conn.execute(STATE.insert().values(source=source.value, checkpoint={}, fence=0))
+        conn.execute(STATE.insert().values(source=source.value, checkpoint={}, fence=0, requests=0))
 
 
-def claim(conn: Connection, source: SyncSource) -> int:
-    """Take the next fencing token for ``source``; call while holding its lock."""
+def claim(conn: Connection, source: SyncSource) -> tuple[int, int]:
+    """Take the next fencing token for ``source``; call while holding its lock.
+
+    Returns the token and the number of the newest request made so far: a pass that starts now serves
+    every request numbered up to it.
+    """
     ensure_state_row(conn, source)
     stmt = (
         update(STATE)
         .where(STATE.c.source == source.value)
         .values(fence=STATE.c.fence + 1)
-        .returning(STATE.c.fence)
+        .returning(STATE.c.fence, STATE.c.requests)
+    )
+    token, requests = conn.execute(stmt).one()
+    return int(token), int(requests)
+
+
+def next_request(conn: Connection, source: SyncSource) -> int:
+    """Number a new request for ``source`` (commit it before the request is sent)."""
+    ensure_state_row(conn, source)
+    stmt = (
+        update(STATE)
+        .where(STATE.c.source == source.value)
+        .values(requests=STATE.c.requests + 1)
+        .returning(STATE.c.requests)
     )
     return int(conn.execute(stmt).scalar_one())
 

@@ -1,17 +1,19 @@
 """One Redis lock per source, so two runs of a source never overlap, and the requests that meet it.
 
-The lock's value names its holder (host, pid, task id, a random token). A heartbeat thread renews it
-every TTL/3 while the run lives, and the run renews it once more before each page it writes; the TTL
-is short (seconds), so a holder that died with its whole host is recognised within one TTL, and a
-holder on this host whose process is gone (a pool child killed by the OOM killer) at once.
+The lock's value names its holder (host, PID namespace, pid, task id, a random token). A heartbeat
+thread renews it every TTL/3 while the run lives, and the run renews it once more before each page it
+writes; the TTL is short (seconds), so a holder that died with its whole host is recognised within one
+TTL, and a holder in this host's PID namespace whose process is gone (a pool child killed by the OOM
+killer) at once.
 
-A request that meets a live holder is not dropped: the same script that refused the lock records a
-follow-up for the request's mode in ``<prefix>:followups:<source>`` (one per mode, however many
-requests coalesce into it). Acquiring the lock clears the follow-ups the new run serves (a full run
-serves both modes); releasing it hands back the ones still pending, for the caller to enqueue. A
-follow-up left behind by a crash between release and enqueue is served by the next run of the source.
+A request that meets a live holder is not dropped: it is recorded as a follow-up of its mode in
+``<prefix>:{<source>}:followups`` (the field holds the highest request number waiting), however many
+requests coalesce into it. A run that starts a fresh pass clears the follow-ups its pass serves (see
+``clear_served``); releasing the lock hands back the ones still pending, for the caller to enqueue, and
+a sweeper (``worker/followups.py``) enqueues any that a dead or failed releaser left behind.
 
 Safety does not rest on the TTL: a run that lost its lock is fenced out in the database (``fence.py``).
+Keys of one source share a hash tag, so the scripts also run on Redis Cluster.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import socket
 import threading
 import uuid
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -34,22 +37,25 @@ from worker.sync.sources import SyncSource
 logger = logging.getLogger(__name__)
 
 FULL, INCREMENTAL = "full", "incremental"
+MODES = (FULL, INCREMENTAL)
 
-# KEYS: lock, followups, request counter. ARGV: holder, ttl ms, mode, a dead holder's value or "".
-# Returns {1, holder, serves_through} when acquired, {0, current holder, created?} when deferred.
+# KEYS: lock, followups. ARGV: holder, ttl ms, mode, a dead holder's value or "", defer (0/1), request.
+# Returns {1, holder, 0} when acquired; {0, current holder, created} when held: with defer=1 the request
+# is recorded as a follow-up (created=1 if it is the first of its mode), with defer=0 created is -1.
 ACQUIRE = """
 local current = redis.call('GET', KEYS[1])
 if current and current ~= ARGV[4] then
-  local created = redis.call('HSETNX', KEYS[2], ARGV[3], '1')
-  redis.call('HINCRBY', KEYS[2], ARGV[3] .. ':requests', 1)
-  return {0, current, created}
+  if ARGV[5] ~= '1' then
+    return {0, current, -1}
+  end
+  local waiting = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
+  if tonumber(ARGV[6]) > waiting then
+    redis.call('HSET', KEYS[2], ARGV[3], ARGV[6])
+  end
+  return {0, current, waiting == 0 and 1 or 0}
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('HDEL', KEYS[2], ARGV[3], ARGV[3] .. ':requests')
-if ARGV[3] == 'full' then
-  redis.call('HDEL', KEYS[2], 'incremental', 'incremental:requests')
-end
-return {1, ARGV[1], tonumber(redis.call('GET', KEYS[3]) or '0')}
+return {1, ARGV[1], 0}
 """
 
 EXTEND = """
@@ -59,7 +65,22 @@ end
 return 0
 """
 
-# Returns the pending follow-up modes, or -1 when the lock was no longer ours.
+# KEYS: followups. ARGV: the highest request number served, then the modes served.
+CLEAR_SERVED = """
+for i = 2, #ARGV do
+  local waiting = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+  if waiting > 0 and waiting <= tonumber(ARGV[1]) then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+if redis.call('HEXISTS', KEYS[1], 'full') == 0 and redis.call('HEXISTS', KEYS[1], 'incremental') == 0 then
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"""
+
+# KEYS: lock, followups. ARGV: holder. Returns the pending follow-up modes (marked as being dispatched
+# now, so the sweeper leaves them to the caller for a while), or -1 when the lock was no longer ours.
 RELEASE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1
@@ -71,30 +92,37 @@ for _, mode in ipairs({'full', 'incremental'}) do
     table.insert(pending, mode)
   end
 end
+if #pending > 0 then
+  redis.call('HSET', KEYS[2], 'dispatched_at', redis.call('TIME')[1])
+end
 return pending
 """
 
-NEXT_REQUEST = "return redis.call('INCR', KEYS[1])"
-
-
-class LockLost(Exception):
-    """The run's lock expired or was taken over; the run must stop writing."""
-
 
 def lock_name(prefix: str, source: SyncSource) -> str:
-    return f"{prefix}:lock:{source.value}"
+    return f"{prefix}:{{{source.value}}}:lock"
 
 
 def followups_name(prefix: str, source: SyncSource) -> str:
-    return f"{prefix}:followups:{source.value}"
-
-
-def requests_name(prefix: str, source: SyncSource) -> str:
-    return f"{prefix}:requests:{source.value}"
+    return f"{prefix}:{{{source.value}}}:followups"
 
 
 def mode_of(full: bool) -> str:
     return FULL if full else INCREMENTAL
+
+
+def served_modes(full: bool) -> list[str]:
+    """The request modes a run serves: a full run serves incremental requests too, never the reverse."""
+    return [FULL, INCREMENTAL] if full else [INCREMENTAL]
+
+
+@cache
+def pid_namespace() -> str:
+    """This process's PID namespace (containers each have their own); "" where there is no /proc."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
 
 
 @dataclass(frozen=True)
@@ -106,10 +134,11 @@ class Holder:
     task_id: str | None
     mode: str
     token: str
+    pid_ns: str = ""
 
     @classmethod
     def here(cls, task_id: str | None, mode: str) -> Holder:
-        return cls(socket.gethostname(), os.getpid(), task_id, mode, uuid.uuid4().hex)
+        return cls(socket.gethostname(), os.getpid(), task_id, mode, uuid.uuid4().hex, pid_namespace())
 
     def dumps(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -119,7 +148,7 @@ class Holder:
         try:
             data = json.loads(value or "")
             return cls(str(data["host"]), int(data["pid"]), data.get("task_id"), str(data["mode"]),
-                       str(data["token"]))  # fmt: skip
+                       str(data["token"]), str(data.get("pid_ns") or ""))  # fmt: skip
         except (ValueError, TypeError, KeyError):
             return None
 
@@ -128,10 +157,21 @@ class Holder:
         return {"host": self.host, "pid": self.pid, "task_id": self.task_id, "mode": self.mode}
 
 
+# Tokens of the runs this process holds right now: a holder with our pid and another token is a lock a
+# run of ours failed to release, not a live run.
+_ACTIVE: set[str] = set()
+
+
 def process_gone(holder: Holder) -> bool:
-    """True only when ``holder`` ran on this host and its process no longer exists."""
-    if holder.host != socket.gethostname() or holder.pid == os.getpid():
+    """True only when ``holder`` ran in this host's PID namespace and its process is gone.
+
+    The hostname alone does not identify a PID namespace (host networking, a fixed ``hostname:``), so
+    both must match before a pid is looked up; otherwise the holder is left to its TTL.
+    """
+    if holder.host != socket.gethostname() or not holder.pid_ns or holder.pid_ns != pid_namespace():
         return False
+    if holder.pid == os.getpid():
+        return holder.token not in _ACTIVE
     try:
         os.kill(holder.pid, 0)
     except ProcessLookupError:
@@ -151,15 +191,23 @@ def _zombie(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
+class LockLost(Exception):
+    """The run's lock expired or was taken over; the run must stop writing."""
+
+
 @dataclass(frozen=True)
 class Acquired:
-    serves_through: int  # every request numbered up to this was made before the run started
+    pass
 
 
 @dataclass(frozen=True)
 class Deferred:
     holder: Holder | None
     created: bool  # False: coalesced into a follow-up that was already pending
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RunLock:
@@ -171,35 +219,44 @@ class RunLock:
         self.ttl = ttl_seconds
         self.holder = holder
         self.name = lock_name(prefix, source)
-        self._keys = [self.name, followups_name(prefix, source), requests_name(prefix, source)]
+        self._keys = [self.name, followups_name(prefix, source)]
         self._value = holder.dumps()
         self._lost: str | None = None
         self._acquire = redis.register_script(ACQUIRE)
         self._extend = redis.register_script(EXTEND)
+        self._clear = redis.register_script(CLEAR_SERVED)
         self._release = redis.register_script(RELEASE)
 
     @property
     def _ttl_ms(self) -> int:
         return max(1, int(self.ttl * 1000))
 
-    def acquire(self) -> Acquired | Deferred:
-        """Take the lock, or record this request as a follow-up of the run that holds it.
+    def _call(self, replace: str, defer: bool, request: int) -> tuple[bool, str, int]:
+        args: list[str | int] = [self._value, self._ttl_ms, self.holder.mode, replace, int(defer), request]
+        ok, value, created = self._acquire(self._keys, args)
+        return bool(ok), _text(value), int(created)
 
-        A holder on this host whose process is gone is replaced at once instead of waiting out its TTL.
+    def acquire(self, request: int) -> Acquired | Deferred:
+        """Take the lock, or record request number ``request`` as a follow-up of the run holding it.
+
+        A holder in this PID namespace whose process is gone is replaced at once instead of waiting out
+        its TTL; only a live (or unknown) holder gets the follow-up.
         """
-        replace = ""
-        for _ in range(2):
-            ok, value, extra = self._acquire(
-                self._keys, [self._value, self._ttl_ms, self.holder.mode, replace]
-            )
-            if ok:
-                return Acquired(int(extra))
+        ok, value, _ = self._call("", False, request)
+        if not ok:
             holder = Holder.loads(value)
-            if replace or holder is None or not process_gone(holder):
-                return Deferred(holder, bool(extra))
-            logger.warning("sync lock holder is gone; taking over", extra=holder.public())
-            replace = value.decode() if isinstance(value, bytes) else str(value)
-        raise AssertionError("unreachable")  # pragma: no cover
+            dead = holder is not None and process_gone(holder)
+            if dead and holder is not None:
+                logger.warning("sync lock holder is gone; taking over", extra=holder.public())
+            ok, value, created = self._call(value if dead else "", True, request)
+            if not ok:
+                return Deferred(Holder.loads(value), created == 1)
+        _ACTIVE.add(self.holder.token)
+        return Acquired()
+
+    def clear_served(self, serves_through: int, full: bool) -> None:
+        """A fresh pass starts now: drop the follow-ups it serves (requests up to ``serves_through``)."""
+        self._clear(self._keys[1:], [serves_through, *served_modes(full)])
 
     def extend(self) -> None:
         """Push the expiry a full TTL ahead.
@@ -223,15 +280,11 @@ class RunLock:
 
     def release(self) -> list[str]:
         """Give the lock up; returns the follow-up modes still pending (none when it was already lost)."""
-        pending = self._release(self._keys[:2], [self._value])
+        _ACTIVE.discard(self.holder.token)
+        pending = self._release(self._keys, [self._value])
         if not isinstance(pending, list):
             return []
-        return [p.decode() if isinstance(p, bytes) else str(p) for p in pending]
-
-
-def next_request(redis: Redis, prefix: str, source: SyncSource) -> int:
-    """Number a request for ``source``: a run serves every request numbered before it started."""
-    return int(redis.incr(requests_name(prefix, source)))
+        return [_text(p) for p in pending]
 
 
 class LockHeartbeat:
@@ -277,22 +330,3 @@ class LockHeartbeat:
                 logger.warning("sync run lock renewal failed: %s", type(exc).__name__)
                 continue
             self.beats += 1
-
-
-# KEYS: the delivery's key, the source's request counter. ARGV: TTL seconds.
-NUMBER_DELIVERY = """
-local known = redis.call('GET', KEYS[1])
-if known then
-  return tonumber(known)
-end
-local number = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], number, 'EX', ARGV[1])
-return number
-"""
-
-
-def delivery_request(redis: Redis, prefix: str, source: SyncSource, task_id: str, ttl_seconds: int) -> int:
-    """The request number of a message that arrived without one (a beat tick): fixed at its first
-    delivery, so a redelivery after a crash recognises a run that started since as serving it."""
-    keys = [f"{prefix}:request:{task_id}", requests_name(prefix, source)]
-    return int(redis.register_script(NUMBER_DELIVERY)(keys, [ttl_seconds]))

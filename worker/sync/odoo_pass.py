@@ -56,6 +56,7 @@ def new_checkpoint(ctx: RunContext, client: OdooClientLike, watermark: dt.dateti
         "max_write_date": iso(watermark),
         # Asked before the first page, so every row written after this point is in the next window.
         "upstream_started_at": iso(client.server_time(refresh=True)),
+        "serves_through": ctx.serves_through,
     }
 
 
@@ -107,7 +108,12 @@ def sync_id_set(ctx: RunContext, client: OdooClientLike) -> None:
     """Fetch suppliers only the id set reveals; on full runs mark the ones no longer in it."""
     ranks = client.search_supplier_ranks()
     if not ranks:
-        ctx.record_event("sync.reconcile_skipped", {"reason": "upstream listed no suppliers"})
+        # Nothing proves a deletion; a full run that could not reconcile cannot vouch for the mirror.
+        payload = {"reason": "upstream listed no suppliers"}
+        if ctx.full:
+            ctx.note_incomplete("sync.reconcile_skipped", payload)
+        else:
+            ctx.record_event("sync.reconcile_skipped", payload)
         return
     drifted = drifted_ids(ctx, ranks)
     for chunk in chunks(drifted, ID_CHUNK):

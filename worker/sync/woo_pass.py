@@ -69,6 +69,7 @@ def new_checkpoint(
         "include": sorted(new_ids),
         "pass_started_at": iso(upstream_now),
         "shifted": False,
+        "serves_through": ctx.serves_through,
     }
 
 

@@ -9,14 +9,17 @@ answer are stored again instead.
 
 The reconciliation resumes in steps, so a catalog whose full run outlasts one delivery still gets its
 deletions: each page of listed ids is kept in ``sync_reconcile_ids`` and committed with the
-checkpoint (``step`` any -> trash, ``page``), then candidates are confirmed in batches in key order,
-each batch's verdicts committed with ``confirmed_after``. A resumed run continues where the last
-commit left off; a product created or deleted between deliveries only adds a candidate that the
-direct read settles.
+checkpoint (``step`` any -> trash, ``page``); then listed ids the mirror lacks are read and stored
+(``fill``: a product that slid between two pages of a listing while the run was handed back, or was
+interrupted, is caught here); then candidates are confirmed in batches in key order, each batch's
+verdicts committed with ``confirmed_after``; the last step commits ``done`` with the clean-up. A
+resumed run continues where the last commit left off; a product created or deleted between deliveries
+only adds a candidate that the direct read settles.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,11 +28,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from models import ReconcileSeenId
 from worker.sync.context import RunContext, transaction
-from worker.sync.normalize_woo import normalize_product
+from worker.sync.normalize_woo import normalize_product, normalize_variation
 from worker.sync.protocols import WooClientLike
 from worker.sync.reconcile import mark_keys_deleted, mark_orphaned_variations
 from worker.sync.sources import table_of
-from worker.sync.woo_variations import usable_id
+from worker.sync.woo_variations import read_variations, usable_id
 
 CONFIRM_BATCH = 100  # WooCommerce's per_page maximum: one request per status per batch
 SEEN = table_of(ReconcileSeenId)
@@ -86,6 +89,47 @@ def next_candidates(ctx: RunContext, after: int) -> list[int]:
         return [int(k) for k in conn.execute(query).scalars()]
 
 
+def next_unmirrored(ctx: RunContext, after: int) -> list[int]:
+    """Listed ids above ``after`` with no live row in the mirror, in key order."""
+    key = ctx.spec.table.c[ctx.spec.key]
+    live = exists(select(key).where(key == SEEN.c.id, ctx.spec.table.c.deleted_at.is_(None)))
+    query = (
+        select(SEEN.c.id)
+        .where(SEEN.c.source == ctx.spec.source.value, SEEN.c.id > after, ~live)
+        .order_by(SEEN.c.id)
+        .limit(CONFIRM_BATCH)
+    )
+    with transaction(ctx.session_factory) as conn:
+        return [int(k) for k in conn.execute(query).scalars()]
+
+
+def read_directly(client: WooClientLike, ids: list[int]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for status in LISTINGS:
+        for page in client.iter_product_pages(status=status, include=ids):
+            found += page.records
+    return found
+
+
+def fill(ctx: RunContext, client: WooClientLike, cp: dict[str, Any]) -> dict[str, Any]:
+    """Read and store the listed products the mirror lacks, with their variations."""
+    filled = 0
+    while batch := next_unmirrored(ctx, int(cp.get("filled_after") or 0)):
+        rows = ctx.normalize_page(read_directly(client, batch), normalize_product)
+        for row in [r for r in rows if r["type"] == "variable"]:
+            status = "trash" if row.get("status") == "trash" else "any"
+            listing = read_variations(client, int(row["woo_id"]), status)
+            normalize = functools.partial(normalize_variation, parent_id=listing.parent_id)
+            rows += ctx.normalize_page(listing.records, normalize)
+        filled += len(batch)
+        cp = {**cp, "filled_after": batch[-1]}
+        ctx.commit(ctx.stage(rows, checkpoint=cp))
+        ctx.poll_stop()
+    if filled:
+        ctx.record_event("sync.reconcile_filled", {"unmirrored": filled})
+    return cp
+
+
 def _mark(ctx: RunContext, gone: list[int]) -> Callable[[Connection], None] | None:
     if not gone:
         return None
@@ -100,10 +144,7 @@ def confirm(ctx: RunContext, client: WooClientLike, cp: dict[str, Any]) -> dict[
     """Read every candidate directly; mark the ones upstream no longer returns, store the others."""
     still_there = 0
     while batch := next_candidates(ctx, int(cp.get("confirmed_after") or 0)):
-        found: list[dict[str, Any]] = []
-        for status in LISTINGS:
-            for page in client.iter_product_pages(status=status, include=batch):
-                found += page.records
+        found = read_directly(client, batch)
         present = {r.get("id") for r in found}
         gone = [i for i in batch if i not in present]
         still_there += len(batch) - len(gone)
@@ -116,13 +157,29 @@ def confirm(ctx: RunContext, client: WooClientLike, cp: dict[str, Any]) -> dict[
     return cp
 
 
-def _give_up(ctx: RunContext) -> None:
-    with ctx.fenced() as conn:
+def _give_up(ctx: RunContext, cp: dict[str, Any]) -> None:
+    ctx.commit(ctx.stage([], checkpoint={**cp, "step": "done"}, also=_forget(ctx)))
+
+
+def _forget(ctx: RunContext) -> Callable[[Connection], None]:
+    def clean_up(conn: Connection) -> None:
         forget_seen(conn, ctx.spec.source.value)
+
+    return clean_up
+
+
+def _finish(ctx: RunContext) -> Callable[[Connection], None]:
+    def finish(conn: Connection) -> None:
+        ctx.counts.marked_deleted += mark_orphaned_variations(conn, ctx.spec, ctx.clock())
+        forget_seen(conn, ctx.spec.source.value)
+
+    return finish
 
 
 def reconcile_products(ctx: RunContext, client: WooClientLike, cp: dict[str, Any]) -> None:
     """Mark products gone upstream (and the variations of every deleted product) deleted."""
+    if cp.get("step") == "done":
+        return
     if cp.get("step") is None:
         # A fresh reconciliation: ids a previous, abandoned one listed prove nothing now.
         cp = {**cp, "step": "any", "page": 0, "listed": 0, "confirmed_after": 0}
@@ -133,20 +190,22 @@ def reconcile_products(ctx: RunContext, client: WooClientLike, cp: dict[str, Any
         for status in LISTINGS[LISTINGS.index(cp["step"]) :] if cp["step"] in LISTINGS else ():
             cp = list_ids(ctx, client, cp, status)
             if status == "any" and not cp.get("listed"):
-                # An empty default listing is an outage or a misconfiguration, never "all deleted".
-                ctx.record_event("sync.reconcile_skipped", {"reason": "upstream listed no products"})
-                _give_up(ctx)
+                # An empty default listing is an outage or a misconfiguration, never "all deleted";
+                # the run cannot vouch for the mirror, so it ends partial.
+                ctx.note_incomplete("sync.reconcile_skipped", {"reason": "upstream listed no products"})
+                _give_up(ctx, cp)
                 return
     except UnidentifiedRecord:
-        ctx.note_incomplete(
-            "sync.reconcile_skipped", {"reason": "a product in the id listing has no usable id"}
-        )
-        _give_up(ctx)
+        reason = "a product in the id listing has no usable id"
+        ctx.note_incomplete("sync.reconcile_skipped", {"reason": reason})
+        _give_up(ctx, cp)
         return
-    if cp["step"] != "confirm":
-        cp = {**cp, "step": "confirm", "page": 0}
+    if cp["step"] in LISTINGS:
+        cp = {**cp, "step": "fill", "page": 0}
         ctx.checkpoint(cp)
-    confirm(ctx, client, cp)
-    with ctx.fenced() as conn:
-        ctx.counts.marked_deleted += mark_orphaned_variations(conn, ctx.spec, ctx.clock())
-        forget_seen(conn, ctx.spec.source.value)
+    if cp["step"] == "fill":
+        cp = fill(ctx, client, cp)
+        cp = {**cp, "step": "confirm"}
+        ctx.checkpoint(cp)
+    cp = confirm(ctx, client, cp)
+    ctx.commit(ctx.stage([], checkpoint={**cp, "step": "done"}, also=_finish(ctx)))
