@@ -32,15 +32,22 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str, *, connect_timeout: int = 5, **kwargs: Any) -> Engine:
-    """An engine that fails fast when the database is unreachable instead of hanging."""
+def make_engine(
+    url: str, *, connect_timeout: int = 5, session_options: dict[str, str] | None = None, **kwargs: Any
+) -> Engine:
+    """An engine that fails fast when the database is unreachable instead of hanging.
+
+    ``session_options`` are PostgreSQL settings every session starts with (ignored on SQLite).
+    """
     url = normalize_url(url)
     kwargs.setdefault("json_serializer", jsonio.dumps)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         event.listen(engine, "connect", _tune_sqlite)
         return engine
-    connect_args = {"connect_timeout": connect_timeout, "application_name": "syncworker"}
+    connect_args: dict[str, Any] = {"connect_timeout": connect_timeout, "application_name": "syncworker"}
+    if session_options:
+        connect_args["options"] = " ".join(f"-c {k}={v}" for k, v in session_options.items())
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
 

@@ -39,7 +39,19 @@ def get_redis() -> redis.Redis:
 
 @lru_cache(maxsize=1)
 def get_engine() -> Engine:
-    return make_engine(get_settings().database_url)
+    settings = get_settings()
+    return make_engine(settings.database_url, session_options=worker_session_options(settings))
+
+
+def worker_session_options(settings: Settings) -> dict[str, str]:
+    """PostgreSQL settings of the worker's sessions: a stalled or lost run must not hold locks for hours."""
+    return {
+        "idle_in_transaction_session_timeout": f"{settings.database_idle_in_transaction_timeout_seconds}s",
+        # The server notices a client whose host is gone within about a minute instead of two hours.
+        "tcp_keepalives_idle": "30",
+        "tcp_keepalives_interval": "10",
+        "tcp_keepalives_count": "3",
+    }
 
 
 @lru_cache(maxsize=1)

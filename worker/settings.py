@@ -54,6 +54,9 @@ class Settings(BaseSettings):
 
     service_name: str = "syncworker"
     database_url: str = DEFAULT_SQLITE_URL
+    # PostgreSQL ends a worker's transaction left idle this long (a run paused or cut off mid-page), so
+    # the row locks it holds cannot keep the next run of its source waiting.
+    database_idle_in_transaction_timeout_seconds: int = Field(60, ge=1)
     redis_url: str = "redis://127.0.0.1:6379/0"
     celery_broker_url: str | None = None
     redis_key_prefix: str = "syncworker"

@@ -28,6 +28,8 @@ from sqlalchemy import Engine, text
 
 from worker.sandbox.woocommerce import WooCommerceSimulator
 from worker.settings import Settings
+from worker.sync.lock import lock_name
+from worker.sync.sources import SyncSource
 
 pytestmark = pytest.mark.e2e
 WOO = "woocommerce-products"
@@ -106,7 +108,7 @@ def test_a_run_paused_past_its_lock_ttl_is_fenced_out_and_writes_nothing_after_t
     kill_group(paused, signal.SIGSTOP)
     try:
         broker = redis.Redis.from_url(e2e_settings.redis_url)
-        lock = f"{e2e_settings.redis_key_prefix}:lock:{WOO}"
+        lock = lock_name(e2e_settings.redis_key_prefix, SyncSource.WOOCOMMERCE_PRODUCTS)
         wait_until(lambda: not broker.exists(lock), timeout=30, what="the paused run's lock to expire")
         broker.close()
 

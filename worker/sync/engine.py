@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -35,7 +35,7 @@ from worker.sync.outcome import Counts, RunStatus
 from worker.sync.protocols import EventSink
 from worker.sync.runs import close_stale_runs, finish_run, open_run, record_skipped_run
 from worker.sync.sources import SyncSource, spec_for
-from worker.sync.state import complete_pass, load_bookmark, record_outcome
+from worker.sync.state import STATE, complete_pass, load_bookmark, record_outcome
 from worker.sync.woo_pass import run_woocommerce
 
 # How long a run waits for the source's state row when it starts (a stalled run may hold it).
@@ -243,6 +243,12 @@ def _run_locked(
             result = _execute(ctx, deps)
             result.committed = ctx.committed
         except Exception as exc:
+            if _superseded(ctx):
+                # Paused past its lock, its connection ended by PostgreSQL: a newer run has the source.
+                result = RunResult(run_id, RunStatus.INTERRUPTED, ctx.counts, resumable=True,
+                                   error=f"superseded by a newer run ({_describe(exc)})")  # fmt: skip
+                _close(ctx, deps, result)
+                return result
             # A bug or a database outage: close the run as failed if we still can, then let it surface.
             _close(ctx, deps, RunResult(run_id, RunStatus.FAILED, ctx.counts, error=_describe(exc)))
             raise
@@ -252,6 +258,18 @@ def _run_locked(
             # The time limit fired while closing: the outcome stands; the next run closes the row.
             logger.warning("sync run could not be closed before the time limit", extra={"run_id": run_id})
         return result
+
+
+def _superseded(ctx: RunContext) -> bool:
+    """Whether a newer run holds the source (checked after an error; False if that cannot be told)."""
+    if ctx.lock.lost:
+        return True
+    try:
+        with transaction(ctx.session_factory) as conn:
+            current = conn.execute(select(STATE.c.fence).where(STATE.c.source == ctx.spec.source.value))
+            return current.scalar_one_or_none() != ctx.fence
+    except Exception:
+        return False
 
 
 def _describe(exc: BaseException) -> str:

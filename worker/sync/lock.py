@@ -49,8 +49,9 @@ if current and current ~= ARGV[4] then
     return {0, current, -1}
   end
   local waiting = tonumber(redis.call('HGET', KEYS[2], ARGV[3]) or '0')
-  if tonumber(ARGV[6]) > waiting then
-    redis.call('HSET', KEYS[2], ARGV[3], ARGV[6])
+  local number = math.max(tonumber(ARGV[6]), 1)
+  if number > waiting then
+    redis.call('HSET', KEYS[2], ARGV[3], number)
   end
   return {0, current, waiting == 0 and 1 or 0}
 end

@@ -1,4 +1,5 @@
-"""The run lock on the real Redis: overlap is refused and recorded, a dead holder's lock expires."""
+"""The run lock on the real Redis: a request meeting a run is deferred to a follow-up, a dead holder's
+lock expires."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from sqlalchemy import Engine, text
 
 from worker.sandbox import WooCommerceSimulator
 from worker.sync import RunStatus, SyncSource, run_sync
-from worker.sync.lock import RunLock, lock_name
+from worker.sync.lock import Holder, RunLock, followups_name, lock_name
 
 pytestmark = pytest.mark.integration
 WOO = SyncSource.WOOCOMMERCE_PRODUCTS
@@ -32,22 +33,29 @@ def statuses(engine: Engine) -> list[str]:
         return list(conn.execute(text("SELECT status FROM sync_runs ORDER BY id")).scalars())
 
 
-def test_overlapping_run_is_skipped_not_queued(
+def elsewhere(mode: str = "full") -> Holder:
+    """A run on another host: alive as far as this one can tell, so only its TTL ends its lock."""
+    return Holder("another-host", 4242, "t-1", mode, "token-1", "pid:[1]")
+
+
+def test_a_request_meeting_a_run_is_deferred_and_handed_to_the_holders_release(
     sim: WooCommerceSimulator, woo_deps: Any, clean_pg: Engine, redis_client: redis.Redis
 ) -> None:
     deps = woo_deps(sim)
-    holder = RunLock(redis_client, deps.settings.redis_key_prefix, WOO, 60)
-    assert holder.acquire()
+    holder = RunLock(redis_client, deps.settings.redis_key_prefix, WOO, 60, elsewhere())
+    assert holder.acquire(0)
     served = sim.faults.requests()
-    result = run_sync(WOO, deps, full=False, task_id="t-2", should_stop=never)
-    assert result.status is RunStatus.SKIPPED_ALREADY_RUNNING
+    result = run_sync(WOO, deps, full=True, task_id="t-2", should_stop=never, request=7)
+    assert result.status is RunStatus.DEFERRED
     assert sim.faults.requests() == served  # nothing fetched
-    assert statuses(clean_pg) == ["skipped_already_running"]
+    assert statuses(clean_pg) == ["deferred"]
     with clean_pg.connect() as conn:
-        query = "SELECT count(*) FROM event_log WHERE event_type = 'sync.skipped_already_running'"
+        query = "SELECT count(*) FROM event_log WHERE event_type = 'sync.deferred'"
         assert conn.execute(text(query)).scalar_one() == 1
-    holder.release()
-    assert run_sync(WOO, deps, full=False, task_id="t-3", should_stop=never).status is RunStatus.SUCCEEDED
+    pending = redis_client.hgetall(followups_name(deps.settings.redis_key_prefix, WOO))
+    assert pending == {b"full": b"7"}
+    assert holder.release() == ["full"]  # the holder's worker enqueues the follow-up
+    assert run_sync(WOO, deps, full=True, task_id="t-3", should_stop=never).status is RunStatus.SUCCEEDED
 
 
 def test_lock_is_renewed_and_released(
@@ -76,14 +84,11 @@ def test_crashed_holder_expires_and_its_run_is_closed(
             "INSERT INTO sync_runs (source, mode, status, started_at, fetched, inserted, updated, unchanged, "
             "skipped, failed, marked_deleted) VALUES (:s, 'full', 'running', now(), 0, 0, 0, 0, 0, 0, 0)"
         ), {"s": WOO.value})  # fmt: skip
-    crashed = RunLock(redis_client, deps.settings.redis_key_prefix, WOO, 60)
-    assert crashed.acquire()
-    assert (
-        run_sync(WOO, deps, full=False, task_id=None, should_stop=never).status
-        is RunStatus.SKIPPED_ALREADY_RUNNING
-    )
+    crashed = RunLock(redis_client, deps.settings.redis_key_prefix, WOO, 60, elsewhere())
+    assert crashed.acquire(0)
+    assert run_sync(WOO, deps, full=False, task_id=None, should_stop=never).status is RunStatus.DEFERRED
     redis_client.pexpire(lock_name(deps.settings.redis_key_prefix, WOO), 1)  # the TTL runs out
     while redis_client.exists(lock_name(deps.settings.redis_key_prefix, WOO)):
         pass
     assert run_sync(WOO, deps, full=False, task_id=None, should_stop=never).status is RunStatus.SUCCEEDED
-    assert statuses(clean_pg) == ["interrupted", "skipped_already_running", "succeeded"]
+    assert statuses(clean_pg) == ["interrupted", "deferred", "succeeded"]
