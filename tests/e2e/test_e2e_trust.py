@@ -28,7 +28,7 @@ from sqlalchemy import Engine, text
 
 from worker.sandbox.woocommerce import WooCommerceSimulator
 from worker.settings import Settings
-from worker.sync.lock import lock_name
+from worker.sync.lock import followups_name, lock_name
 from worker.sync.sources import SyncSource
 
 pytestmark = pytest.mark.e2e
@@ -188,3 +188,20 @@ def test_a_full_run_longer_than_the_soft_time_limit_finishes_across_deliveries_w
     # found the run reconciling.
     during = [ended for phase, ended in seen if phase == "reconcile"]
     assert during and max(during) > min(during), seen
+
+
+def test_a_follow_up_whose_releaser_died_is_enqueued_by_the_sweeper(
+    stack: Stack, woo: WooCommerceSimulator, db: Engine, e2e_settings: Settings
+) -> None:
+    # What a run leaves behind when its worker dies between releasing the source and enqueueing the
+    # follow-up: a pending full request, no lock, nobody left to enqueue it.
+    broker = redis.Redis.from_url(e2e_settings.redis_url)
+    key = followups_name(e2e_settings.redis_key_prefix, SyncSource.WOOCOMMERCE_PRODUCTS)
+    broker.hset(key, mapping={"full": 1})
+    broker.close()
+    stack.worker()
+    wait_until(lambda: [r["status"] for r in runs(db, WOO)] == ["succeeded"], timeout=60,
+               what="the swept follow-up to run")  # fmt: skip
+    (run,) = runs(db, WOO)
+    assert run["mode"] == "full"
+    assert product_mismatches(expected_products(woo.catalog), mirrored_products(db)) == []
