@@ -141,11 +141,14 @@ def request_of(task: Task[Any, Any], source: SyncSource, given: int | None) -> i
     client = get_redis()
     key = f"{settings.redis_key_prefix}:request:{task_id}"
     known = client.get(key)
-    if known is None:
-        ttl = settings.celery_visibility_timeout * (settings.sync_max_redeliveries + 2)
-        client.set(key, number_request(get_session_factory(), source), nx=True, ex=ttl)
-        known = client.get(key)
-    return int(known or 0)
+    if known is not None:
+        return int(known)
+    ttl = settings.celery_visibility_timeout * (settings.sync_max_redeliveries + 2)
+    number = number_request(get_session_factory(), source)
+    client.set(key, number, nx=True, ex=ttl)
+    # Another copy of this message may have numbered it first; if Redis lost the key meanwhile, ours.
+    known = client.get(key)
+    return int(known) if known is not None else number
 
 
 def enqueue(task: Task[Any, Any], source: SyncSource, *, full: bool) -> tuple[str, int]:

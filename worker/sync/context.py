@@ -89,6 +89,8 @@ class RunContext:
     incomplete: list[str] = field(default_factory=list)
     # Transactions this run committed (pages, checkpoints): whether a delivery made any progress.
     committed: int = 0
+    # Ids of the records this run reported invalid, so a later step does not read and report them again.
+    invalid_ids: set[str] = field(default_factory=set)
 
     def normalize_page(
         self, raws: Sequence[Mapping[str, Any]], normalize: Normalizer
@@ -106,6 +108,8 @@ class RunContext:
     def _record_invalid(self, raw: Mapping[str, Any], reason: str) -> None:
         self.counts.skipped += 1
         record_id = _invalid_id(raw)
+        if record_id is not None:
+            self.invalid_ids.add(record_id)
         self.event_log.record(
             self.spec.record_invalid_event,
             aggregate_id=f"{self.spec.source.value}:{record_id}",

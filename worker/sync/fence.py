@@ -10,7 +10,10 @@ the row lock orders a claim after any page transaction already in flight.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Connection, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from models import SyncState
 from worker.sync.lock import LockLost
@@ -24,8 +27,10 @@ class FencedOut(LockLost):
 
 
 def ensure_state_row(conn: Connection, source: SyncSource) -> None:
-    if conn.execute(select(STATE.c.source).where(STATE.c.source == source.value)).first() is None:
-        conn.execute(STATE.insert().values(source=source.value, checkpoint={}, fence=0, requests=0))
+    # Requests are numbered outside the run lock, so two processes may create the row at once.
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    row: dict[str, Any] = {"source": source.value, "checkpoint": {}, "fence": 0, "requests": 0}
+    conn.execute(dialect.insert(STATE).values(**row).on_conflict_do_nothing(index_elements=["source"]))
 
 
 def claim(conn: Connection, source: SyncSource) -> tuple[int, int]:

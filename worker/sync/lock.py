@@ -243,6 +243,9 @@ class RunLock:
         A holder in this PID namespace whose process is gone is replaced at once instead of waiting out
         its TTL; only a live (or unknown) holder gets the follow-up.
         """
+        # Marked active before the lock is ours: another thread of this process that meets it meanwhile
+        # must not take it for a lock a run of ours left behind.
+        _ACTIVE.add(self.holder.token)
         ok, value, _ = self._call("", False, request)
         if not ok:
             holder = Holder.loads(value)
@@ -251,8 +254,8 @@ class RunLock:
                 logger.warning("sync lock holder is gone; taking over", extra=holder.public())
             ok, value, created = self._call(value if dead else "", True, request)
             if not ok:
+                _ACTIVE.discard(self.holder.token)
                 return Deferred(Holder.loads(value), created == 1)
-        _ACTIVE.add(self.holder.token)
         return Acquired()
 
     def clear_served(self, serves_through: int, full: bool) -> None:

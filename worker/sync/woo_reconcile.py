@@ -114,7 +114,12 @@ def read_directly(client: WooClientLike, ids: list[int]) -> list[dict[str, Any]]
 def fill(ctx: RunContext, client: WooClientLike, cp: dict[str, Any]) -> dict[str, Any]:
     """Read and store the listed products the mirror lacks, with their variations."""
     filled = 0
-    while batch := next_unmirrored(ctx, int(cp.get("filled_after") or 0)):
+    while listed := next_unmirrored(ctx, int(cp.get("filled_after") or 0)):
+        cp = {**cp, "filled_after": listed[-1]}
+        # A record this run already reported invalid has no row for that reason: not unmirrored.
+        batch = [i for i in listed if str(i) not in ctx.invalid_ids]
+        if not batch:
+            continue
         rows = ctx.normalize_page(read_directly(client, batch), normalize_product)
         for row in [r for r in rows if r["type"] == "variable"]:
             status = "trash" if row.get("status") == "trash" else "any"
@@ -122,7 +127,6 @@ def fill(ctx: RunContext, client: WooClientLike, cp: dict[str, Any]) -> dict[str
             normalize = functools.partial(normalize_variation, parent_id=listing.parent_id)
             rows += ctx.normalize_page(listing.records, normalize)
         filled += len(batch)
-        cp = {**cp, "filled_after": batch[-1]}
         ctx.commit(ctx.stage(rows, checkpoint=cp))
         ctx.poll_stop()
     if filled:

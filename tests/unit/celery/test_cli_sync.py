@@ -8,10 +8,9 @@ from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
-import fakeredis
 import pytest
-import redis
 from sqlalchemy import create_engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Base, SyncRun
@@ -26,7 +25,7 @@ from worker.cli.sync import (
     serving_run,
     wait_for,
 )
-from worker.sync.lock import next_request
+from worker.sync.requests import number_request
 from worker.sync.runs import close_stale_runs
 from worker.sync.sources import SyncSource
 
@@ -201,7 +200,10 @@ def test_a_resumable_interruption_is_passed_over_for_its_continuation(
 def test_an_interruption_that_is_not_resumable_is_the_outcome(sessions: sessionmaker[Session]) -> None:
     run_id = add_run(sessions, serves_through=2)
     finish(sessions, run_id, "interrupted", 4, retry_after=30.0)  # the breaker opened mid-run
-    status, _, _ = follow(ScriptedApp((FakeResult("INTERRUPTED"), None)), sessions, Request(WOO, 2, True))
+    summary = {"run_id": run_id, "status": "interrupted", "request": 2}
+    status, _, _ = follow(
+        ScriptedApp((FakeResult("INTERRUPTED", summary), None)), sessions, Request(WOO, 2, True)
+    )
     assert status == "interrupted"
     assert exit_code(status) == EXIT_BREAKER_OPEN
 
@@ -225,13 +227,25 @@ def test_runs_started_before_the_request_or_of_another_source_do_not_serve_it(
     assert serving_run(sessions, Request(SyncSource.ODOO_SUPPLIERS, 7, False)).id == 2  # type: ignore[union-attr]
 
 
-def test_the_first_covering_run_is_followed(sessions: sessionmaker[Session]) -> None:
+def test_a_later_run_that_served_the_request_answers_it(sessions: sessionmaker[Session]) -> None:
     finish(sessions, add_run(sessions, serves_through=5), "failed", 0)
     finish(sessions, add_run(sessions, serves_through=8), "succeeded", 3)
+    status, lines, _ = follow(
+        ScriptedApp((FakeResult("FAILURE", RuntimeError("x")), None)), sessions, Request(WOO, 5, False)
+    )
+    assert status == "succeeded"  # the mirror is as fresh as the request asked: that is the answer
+    assert lines[0].startswith("run 2 (full) succeeded")
+
+
+def test_the_own_tasks_failure_answers_while_no_run_served_the_request(
+    sessions: sessionmaker[Session],
+) -> None:
+    finish(sessions, add_run(sessions, serves_through=5), "failed", 0)
+    add_run(sessions, serves_through=8)  # a later run is still going: the request's own run failed
     status, _, _ = follow(
         ScriptedApp((FakeResult("FAILURE", RuntimeError("x")), None)), sessions, Request(WOO, 5, False)
     )
-    assert status == "failed"  # its own outcome, not that of a later run
+    assert status == "failed"
 
 
 def test_a_failed_task_with_no_run_is_a_failure(sessions: sessionmaker[Session]) -> None:
@@ -250,17 +264,11 @@ def test_a_message_dropped_at_the_redelivery_limit_says_so(sessions: sessionmake
     assert exit_code(status) == EXIT_FAILED
 
 
-def test_a_task_failure_does_not_hide_a_run_still_serving_the_request(
+def test_a_task_failure_does_not_hide_a_run_that_served_the_request(
     sessions: sessionmaker[Session],
 ) -> None:
-    run_id = add_run(sessions, serves_through=1)
-    app = ScriptedApp(
-        (FakeResult("FAILURE", RuntimeError("first delivery")), None),
-        (
-            FakeResult("FAILURE", RuntimeError("first delivery")),
-            lambda: finish(sessions, run_id, "succeeded", 4),
-        ),
-    )
+    finish(sessions, add_run(sessions, serves_through=1), "succeeded", 4)
+    app = ScriptedApp((FakeResult("FAILURE", RuntimeError("a later delivery")), None))
     status, _, _ = follow(app, sessions, Request(WOO, 1, True))
     assert status == "succeeded"
 
@@ -287,12 +295,9 @@ def test_a_run_closed_by_its_successor_is_passed_over(sessions: sessionmaker[Ses
     assert status == "succeeded"
 
 
-def test_send_request_numbers_the_request_and_sends_it_with_the_message(
-    settings_factory: Any, monkeypatch: pytest.MonkeyPatch
+def test_send_request_numbers_the_request_in_the_database_and_sends_it_with_the_message(
+    sessions: sessionmaker[Session],
 ) -> None:
-    settings = settings_factory()
-    client = fakeredis.FakeRedis()
-    monkeypatch.setattr(redis.Redis, "from_url", staticmethod(lambda url, **kwargs: client))
     sent: list[dict[str, Any]] = []
 
     class App:
@@ -300,10 +305,109 @@ def test_send_request_numbers_the_request_and_sends_it_with_the_message(
             sent.append({"name": name, **kwargs})
             return SimpleNamespace(id=f"task-{len(sent)}")
 
-    next_request(client, settings.redis_key_prefix, WOO)  # a beat tick numbered before
+    number_request(sessions, WOO)  # a beat tick numbered before
     target = TARGETS["woocommerce-products"]
-    task_id, request = send_request(App(), settings, target, full=True)  # type: ignore[arg-type]
+    task_id, request = send_request(App(), sessions, target, full=True)  # type: ignore[arg-type]
     assert (task_id, request) == ("task-1", Request(WOO, 2, True))
     assert sent == [{"name": target.task, "kwargs": {"full": True, "request": 2}, "queue": target.queue}]
-    _, again = send_request(App(), settings, target, full=False)  # type: ignore[arg-type]
+    _, again = send_request(App(), sessions, target, full=False)  # type: ignore[arg-type]
     assert again == Request(WOO, 3, False)
+    _, odoo = send_request(App(), sessions, TARGETS["odoo-suppliers"], full=False)  # type: ignore[arg-type]
+    assert odoo == Request(SyncSource.ODOO_SUPPLIERS, 1, False)  # each source counts its own
+
+
+def test_send_request_numbers_nothing_when_the_database_is_away() -> None:
+    # The number must be committed before the message exists: without it, nothing is sent.
+    engine = create_engine("sqlite://")  # no tables: the numbering fails
+    sent: list[str] = []
+
+    class App:
+        def send_task(self, name: str, **kwargs: Any) -> Any:
+            sent.append(name)
+            return SimpleNamespace(id="never")
+
+    with pytest.raises(OperationalError, match="no such table"):
+        send_request(App(), sessionmaker(bind=engine), TARGETS["woocommerce-products"], full=True)  # type: ignore[arg-type]
+    assert sent == []
+    engine.dispose()
+
+
+# -- a failed run that covers the request --------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", ["PENDING", "RECEIVED", "STARTED", "RETRY"])
+def test_a_failed_covering_run_does_not_answer_a_request_whose_own_task_is_still_to_run(
+    sessions: sessionmaker[Session], state: str
+) -> None:
+    # A beat tick's run started after request 5 was made, and failed; the request's own task has not
+    # run yet. Its own run answers it, not the beat tick's failure.
+    beat = add_run(sessions, mode="incremental", task_id="beat", serves_through=6)
+    finish(sessions, beat, "failed", 0)
+    own: list[int] = []
+
+    def own_run_starts() -> None:
+        own.append(add_run(sessions, mode="incremental", serves_through=7))
+
+    app = ScriptedApp(
+        (FakeResult(state), None),
+        (FakeResult(state), None),
+        (FakeResult("STARTED"), own_run_starts),
+        (FakeResult("STARTED"), lambda: finish(sessions, own[0], "succeeded", 3)),
+        (FakeResult("SUCCESS", {"run_id": 2, "status": "succeeded"}), None),
+    )
+    status, lines, _ = follow(app, sessions, Request(WOO, 5, False))
+    assert status == "succeeded"
+    assert lines[0].startswith("run 1 (incremental) failed")  # shown, but not the answer
+    assert lines[-1].startswith("run 2 (incremental) succeeded")
+
+
+def test_the_own_run_failing_after_a_failed_covering_run_is_the_answer(
+    sessions: sessionmaker[Session],
+) -> None:
+    finish(sessions, add_run(sessions, mode="incremental", task_id="beat", serves_through=6), "failed", 0)
+    app = ScriptedApp(
+        (FakeResult("STARTED"), lambda: add_run(sessions, mode="incremental", serves_through=7)),
+        (FakeResult("STARTED"), lambda: finish(sessions, 2, "failed", 0)),
+        (FakeResult("FAILURE", RuntimeError("woocommerce-products run 2 failed")), None),
+    )
+    status, _, _ = follow(app, sessions, Request(WOO, 5, False))
+    assert status == "failed"
+
+
+def test_a_failed_covering_run_answers_a_deferred_request(sessions: sessionmaker[Session]) -> None:
+    # A deferred request is served by the first run after it: the follow-up. If that fails, so did the
+    # request (its own task ended DEFERRED and will not run again).
+    app = ScriptedApp(
+        (FakeResult("DEFERRED"), None),
+        (
+            FakeResult("DEFERRED"),
+            lambda: add_run(sessions, mode="incremental", task_id="f", serves_through=6),
+        ),
+        (FakeResult("DEFERRED"), lambda: finish(sessions, 1, "failed", 0)),
+    )
+    status, lines, _ = follow(app, sessions, Request(WOO, 5, False))
+    assert status == "failed"
+    assert lines[-1].startswith("run 1 (incremental) failed")
+
+
+def test_a_request_found_served_by_its_task_answers_with_the_run_that_served_it(
+    sessions: sessionmaker[Session],
+) -> None:
+    served = add_run(sessions, serves_through=9)
+    finish(sessions, served, "partial", 2)
+    summary = {"run_id": served, "status": "served", "request": 5}
+    status, _, _ = follow(
+        ScriptedApp((FakeResult("SUCCESS", summary), None)), sessions, Request(WOO, 5, True)
+    )
+    assert status == "partial"
+
+
+def test_a_task_skipped_by_an_open_breaker_answers_with_its_run(sessions: sessionmaker[Session]) -> None:
+    skipped = add_run(sessions, mode="incremental", serves_through=5)
+    finish(sessions, skipped, "skipped_breaker_open", 0, retry_after=30.0)
+    summary = {"run_id": skipped, "status": "skipped_breaker_open", "request": 5}
+    status, _, _ = follow(
+        ScriptedApp((FakeResult("SKIPPED", summary), None)), sessions, Request(WOO, 5, False)
+    )
+    assert status == "skipped_breaker_open"
+    assert exit_code(status) == EXIT_BREAKER_OPEN

@@ -12,7 +12,7 @@ import fakeredis
 import pytest
 from billiard.exceptions import SoftTimeLimitExceeded
 from celery.exceptions import Ignore, Reject
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 import tasks
@@ -24,7 +24,7 @@ from worker import deps as deps_module
 from worker.errors import SyncRunFailed
 from worker.shutdown import TimeBudget, shutdown_requested
 from worker.sync import Counts, RunResult, RunStatus, SyncSource
-from worker.sync.lock import next_request
+from worker.sync.requests import number_request
 
 WOO = SyncSource.WOOCOMMERCE_PRODUCTS
 ODOO = SyncSource.ODOO_SUPPLIERS
@@ -162,6 +162,7 @@ def test_success_returns_a_small_summary_and_forgets_the_message(
     assert call["deps"] == "deps-for-woocommerce-products"
     assert call["full"] is True
     assert call["task_id"] == "t-1"
+    assert call["request"] == 12  # the lock records it when the request is deferred
     assert call["should_stop"]() is False
     assert callable(call["dispatch_followups"])
     assert deliveries(env, "t-1") is None
@@ -254,8 +255,7 @@ def test_a_request_no_finished_run_served_runs(
 def test_a_message_without_a_number_keeps_the_one_its_first_delivery_got(
     env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    prefix = env["settings"].redis_key_prefix
-    next_request(env["redis"], prefix, WOO)  # an earlier request
+    number_request(env["sessions"], WOO)  # an earlier request
     use_engine(
         monkeypatch,
         RunResult(1, RunStatus.INTERRUPTED, Counts(fetched=3), resumable=True, error="stop requested"),
@@ -263,8 +263,65 @@ def test_a_message_without_a_number_keeps_the_one_its_first_delivery_got(
     )
     with pytest.raises(Reject):
         run(WOO, "beat-1")
-    next_request(env["redis"], prefix, WOO)  # a request made while the message was back in the queue
+    number_request(env["sessions"], WOO)  # a request made while the message was back in the queue
     assert run(WOO, "beat-1")["request"] == 2  # numbered at its first delivery, not at this one
+    assert number_request(env["sessions"], WOO) == 4  # one number per message, not per delivery
+
+
+def test_a_message_without_a_number_is_numbered_in_the_database(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_engine(monkeypatch, RunResult(1, RunStatus.SUCCEEDED), RunResult(2, RunStatus.SUCCEEDED))
+    assert run(WOO, "beat-3")["request"] == 1
+    assert run(ODOO, "beat-4")["request"] == 1  # each source counts its own
+    key = f"{env['settings'].redis_key_prefix}:request:beat-3"
+    assert int(env["redis"].get(key)) == 1  # kept under the task id for its redeliveries ...
+    settings = env["settings"]
+    ttl = settings.celery_visibility_timeout * (settings.sync_max_redeliveries + 2)
+    assert 0 < env["redis"].ttl(key) <= ttl  # ... and forgotten once none can come
+    with env["sessions"]() as session:
+        numbered = session.execute(text("SELECT source, requests FROM sync_state ORDER BY source")).all()
+    assert sorted(numbered) == [(ODOO.value, 1), (WOO.value, 1)]
+
+
+def test_a_redelivery_after_a_redis_flush_is_renumbered_never_lower(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handed_back = RunResult(1, RunStatus.INTERRUPTED, Counts(fetched=3), resumable=True, committed=1,
+                            error="stop requested")  # fmt: skip
+    engine = use_engine(monkeypatch, handed_back, RunResult(2, RunStatus.SUCCEEDED))
+    with pytest.raises(Reject):
+        run(WOO, "beat-5")
+    add_run(env, mode="incremental", serves_through=1)  # another run served request 1 meanwhile
+    env["redis"].flushall()  # the number kept for the message is lost with Redis ...
+    summary = run(WOO, "beat-5")
+    assert summary["request"] == 2  # ... so it gets a new one: it can cost a run, never skip one
+    assert summary["status"] == "succeeded"
+    assert len(engine.calls) == 2
+
+
+def test_a_number_lost_as_soon_as_it_was_kept_is_never_taken_for_request_zero(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = use_engine(monkeypatch, RunResult(2, RunStatus.SUCCEEDED))
+    for _ in range(3):
+        number_request(env["sessions"], WOO)
+    add_run(env, mode="incremental", serves_through=3)  # served requests 1-3, before this message
+    client = env["redis"]
+    real_get = client.get
+    reads: list[str] = []
+
+    def get(key: str) -> Any:
+        reads.append(key)
+        if len(reads) == 2:
+            client.flushall()  # a failover or flush between the SET NX and this read
+        return real_get(key)
+
+    monkeypatch.setattr(client, "get", get)
+    summary = run(WOO, "beat-6")
+    assert summary["request"] == 4
+    assert summary["status"] == "succeeded"
+    assert len(engine.calls) == 1
 
 
 def test_a_redelivery_served_meanwhile_is_done(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -351,6 +408,24 @@ def test_a_time_limit_hand_back_without_progress_counts_as_a_crash(
     with pytest.raises(SyncRunFailed, match="redelivery_limit"):
         run(WOO, "t-10", request=1)
     assert len(engine.calls) == 3
+
+
+def test_a_stop_for_a_spent_time_budget_without_progress_counts_as_a_crash(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The budget ran out before the first page committed: the engine stops ("stop requested"), and
+    # that is no progress either, or a page too slow for the budget would loop forever.
+    monkeypatch.setattr(TimeBudget, "spent", lambda self: True)
+    stopped = RunResult(1, RunStatus.INTERRUPTED, Counts(fetched=3), resumable=True, error="stop requested")
+    progressed = RunResult(2, RunStatus.INTERRUPTED, resumable=True, error="stop requested", committed=2)
+    use_engine(monkeypatch, stopped, stopped, progressed)
+    for count in (1, 2):
+        with pytest.raises(Reject):
+            run(WOO, "t-14", request=1)
+        assert deliveries(env, "t-14") == count
+    with pytest.raises(Reject):
+        run(WOO, "t-14", request=1)
+    assert deliveries(env, "t-14") == 2  # a delivery that committed pages is not a crash
 
 
 def test_a_time_limit_outside_the_pass_hands_the_message_back_as_a_crash(
@@ -517,6 +592,28 @@ def test_time_budget_starts_when_it_is_made() -> None:
     assert not budget.spent()
     clock.now += 0.1
     assert budget.spent()
+
+
+def test_a_hand_back_after_the_counter_expired_leaves_no_credit_of_crashes() -> None:
+    client = fakeredis.FakeRedis()
+    guard = DeliveryGuard(client, "p", max_redeliveries=1, ttl_seconds=50)
+    assert guard.begin("x") == 1
+    client.delete("p:deliveries:x")  # the counter expired while the delivery ran
+    guard.handed_back("x")
+    assert int(client.get("p:deliveries:x")) == 0  # not -1: that would allow one crash too many
+    assert 0 < client.ttl("p:deliveries:x") <= 50
+    assert [guard.begin("x") for _ in range(2)] == [1, 2]
+    assert guard.over_limit(3) and not guard.over_limit(2)
+
+
+def test_a_hand_back_undoes_the_count_of_its_own_delivery() -> None:
+    client = fakeredis.FakeRedis()
+    guard = DeliveryGuard(client, "p", max_redeliveries=1, ttl_seconds=50)
+    assert guard.begin("x") == 1
+    assert guard.begin("x") == 2
+    guard.handed_back("x")
+    assert int(client.get("p:deliveries:x")) == 1
+    assert 0 < client.ttl("p:deliveries:x") <= 50
 
 
 def test_guard_counter_expires() -> None:

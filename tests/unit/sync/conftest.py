@@ -14,6 +14,7 @@ from sync_fakes import FakeClock, FakeEventLog, FakeOdoo, FakeWoo
 
 from worker.db import make_engine, make_session_factory, upgrade_database
 from worker.sync import SyncDeps, SyncSource, run_sync
+from worker.sync.requests import number_request
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +82,8 @@ def make_deps(
 
 @pytest.fixture
 def sync(make_deps: Callable[[Any], SyncDeps], woo: FakeWoo, odoo: FakeOdoo) -> Callable[..., Any]:
-    """``sync(source, full=..., should_stop=..., task_id=..., dispatch_followups=...)`` against the fakes."""
+    """``sync(source, full=..., should_stop=..., task_id=..., request=..., dispatch_followups=...)``
+    against the fakes; without ``request``, the call is a new request numbered like the tasks number one."""
 
     def run(
         source: SyncSource,
@@ -89,15 +91,19 @@ def sync(make_deps: Callable[[Any], SyncDeps], woo: FakeWoo, odoo: FakeOdoo) -> 
         full: bool = False,
         should_stop: Callable[[], bool] = lambda: False,
         task_id: str | None = "task-1",
+        request: int | None = None,
         dispatch_followups: Callable[[list[str]], None] | None = None,
     ) -> Any:
         client = woo if source is SyncSource.WOOCOMMERCE_PRODUCTS else odoo
+        deps = make_deps(client)
+        number = number_request(deps.session_factory, source) if request is None else request
         return run_sync(
             source,
-            make_deps(client),
+            deps,
             full=full,
             task_id=task_id,
             should_stop=should_stop,
+            request=number,
             dispatch_followups=dispatch_followups,
         )
 

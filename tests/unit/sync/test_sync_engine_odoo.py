@@ -84,7 +84,9 @@ def test_full_run_marks_unlinked_and_demoted_suppliers(
     assert_odoo_mirror(sqlite_engine, odoo, deleted=frozenset({2}))
 
 
-def test_empty_id_set_marks_nothing(sync: Callable[..., Any], odoo: FakeOdoo, sqlite_engine: Engine) -> None:
+def test_empty_id_set_marks_nothing(
+    sync: Callable[..., Any], odoo: FakeOdoo, sqlite_engine: Engine, events: FakeEventLog
+) -> None:
     build(odoo)
     sync(ODOO, full=True)
     for partner in odoo.partners.values():
@@ -92,6 +94,26 @@ def test_empty_id_set_marks_nothing(sync: Callable[..., Any], odoo: FakeOdoo, sq
     result = sync(ODOO, full=True)
     assert result.counts.marked_deleted == 0
     assert all(r["deleted_at"] is None for r in suppliers(sqlite_engine).values())
+    # A full run that could not reconcile cannot vouch for the mirror: it ends partial.
+    assert result.status is RunStatus.PARTIAL
+    assert runs(sqlite_engine)[-1]["status"] == "partial"
+    (skipped,) = events.of("sync.reconcile_skipped")
+    assert skipped["payload"]["reason"] == "upstream listed no suppliers"
+    assert state(sqlite_engine, ODOO.value)["checkpoint"] == {}
+
+
+def test_an_empty_id_set_on_an_incremental_run_is_only_noted(
+    sync: Callable[..., Any], odoo: FakeOdoo, sqlite_engine: Engine, events: FakeEventLog
+) -> None:
+    build(odoo)
+    sync(ODOO, full=True)
+    for partner in odoo.partners.values():
+        partner["supplier_rank"] = 0
+    result = sync(ODOO)  # an incremental run vouches for its window only, never for deletions
+    assert result.status is RunStatus.SUCCEEDED
+    assert result.counts.marked_deleted == 0
+    (skipped,) = events.of("sync.reconcile_skipped")
+    assert skipped["payload"]["reason"] == "upstream listed no suppliers"
 
 
 def test_stop_and_resume(sync: Callable[..., Any], odoo: FakeOdoo, sqlite_engine: Engine) -> None:
@@ -110,6 +132,10 @@ def test_stop_and_resume(sync: Callable[..., Any], odoo: FakeOdoo, sqlite_engine
     # A resumed pass keeps the upstream clock read when it first started, not a later one.
     started = dt.datetime.fromisoformat(cp["upstream_started_at"])
     assert state(sqlite_engine, ODOO.value)["watermark"] == started
+    # ... and serves the requests made before it first started, not the one that resumed it.
+    assert cp["serves_through"] == 1
+    assert [r["serves_through"] for r in runs(sqlite_engine)] == [1, 1]
+    assert state(sqlite_engine, ODOO.value)["requests"] == 2
 
 
 def test_breaker_open_and_failures(sync: Callable[..., Any], odoo: FakeOdoo, sqlite_engine: Engine) -> None:

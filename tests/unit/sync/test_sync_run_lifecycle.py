@@ -118,7 +118,7 @@ def test_run_row_counts_follow_each_committed_page(
 @pytest.fixture
 def lock(fake_redis: fakeredis.FakeRedis) -> Iterator[RunLock]:
     run_lock = RunLock(fake_redis, "sw-test", WOO, ttl_seconds=0.3, holder=Holder.here(None, "full"))
-    assert isinstance(run_lock.acquire(), Acquired)
+    assert isinstance(run_lock.acquire(1), Acquired)
     yield run_lock
     run_lock.release()
 
@@ -170,7 +170,7 @@ def test_lock_lost_between_pages_interrupts_before_the_next_write(
 
     def steal(op: str, args: dict[str, Any]) -> None:
         if op == "products" and args.get("page") == 3 and not stored_when_lost:
-            for key in fake_redis.keys("*:lock:*"):
+            for key in fake_redis.keys("*:lock"):
                 fake_redis.set(key, "another-run")
             wait_for(lambda: not heartbeats(), "the heartbeat to notice")
             stored_when_lost.append(stored_products(sqlite_engine))
@@ -202,7 +202,7 @@ def open_context(sqlite_engine: Engine, lock: RunLock, events: FakeEventLog, clo
     """What ``run_sync`` does at a run's start: claim the next token and open the run's row."""
     session_factory = make_session_factory(sqlite_engine)
     with transaction(session_factory) as conn:
-        token = fence.claim(conn, WOO)
+        token, _ = fence.claim(conn, WOO)
         close_stale_runs(conn, WOO, now=clock())
         run_id = open_run(conn, WOO, full=True, task_id=None, now=clock(), fence=token, serves_through=0)
     return RunContext(
@@ -228,7 +228,7 @@ def test_a_run_fenced_out_by_a_newer_one_commits_nothing(
         sqlite_engine, StalledLock(fake_redis, "sw-test", WOO, 60, Holder.here("a", "full")), events, clock
     )
     lock = RunLock(fake_redis, "sw-test", WOO, 60, Holder.here("b", "full"))
-    assert isinstance(lock.acquire(), Acquired)
+    assert isinstance(lock.acquire(1), Acquired)
     new = open_context(sqlite_engine, lock, events, clock)
     assert (old.fence, new.fence) == (1, 2)
     before = state(sqlite_engine, WOO.value)
@@ -253,7 +253,7 @@ def test_a_run_fenced_out_by_a_newer_one_commits_nothing(
 def test_finish_run_leaves_a_row_a_newer_run_closed(sqlite_engine: Engine, clock: FakeClock) -> None:
     session_factory = make_session_factory(sqlite_engine)
     with transaction(session_factory) as conn:
-        old = open_run(conn, WOO, full=True, task_id="old", now=clock(), fence=fence.claim(conn, WOO))
+        old = open_run(conn, WOO, full=True, task_id="old", now=clock(), fence=fence.claim(conn, WOO)[0])
     clock.tick(30)
     with transaction(session_factory) as conn:  # a newer run takes the source over
         fence.claim(conn, WOO)
@@ -314,7 +314,9 @@ def test_a_run_that_wakes_after_a_newer_run_claimed_the_source_writes_nothing_mo
     assert after["last_run_id"] is None and after["fence"] == 2
     (row,) = runs(sqlite_engine)
     assert (row["status"], row["fence"]) == ("interrupted", 1)
-    assert row["error"] == "its worker stopped, or it lost the source to a newer run"  # as the newer run left it
+    assert (
+        row["error"] == "its worker stopped, or it lost the source to a newer run"
+    )  # as the newer run left it
 
 
 # -- metrics -------------------------------------------------------------------------------------
@@ -343,7 +345,7 @@ def test_every_closed_run_is_counted_once(
 
     prefix = settings_factory().redis_key_prefix
     holder = RunLock(fake_redis, prefix, WOO, ttl_seconds=60, holder=Holder.here("other", "full"))
-    assert isinstance(holder.acquire(), Acquired)
+    assert isinstance(holder.acquire(1), Acquired)
     assert sync(WOO).status is RunStatus.DEFERRED
     assert runs_counted("incremental", "deferred") == deferred + 1
     holder.release()
@@ -381,3 +383,65 @@ def test_client_carries_the_run_correlation_id_only_during_the_run(
     result = run_sync(WOO, make_deps(woo), full=True, task_id=None, should_stop=lambda: False)
     assert woo.seen_ids == {f"{WOO.value}:{result.run_id}"}
     assert woo.correlation_id is None
+
+
+# -- the time limit at the edges of a run --------------------------------------------------------
+
+
+def test_a_time_limit_while_closing_the_run_keeps_its_outcome(
+    sync: Callable[..., Any],
+    woo: FakeWoo,
+    sqlite_engine: Engine,
+    fake_redis: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from billiard.exceptions import SoftTimeLimitExceeded
+
+    from worker.sync import engine
+
+    build_catalog(woo, size=4)
+
+    def time_up(*args: Any, **kwargs: Any) -> None:
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(engine, "finish_run", time_up)
+    result = sync(WOO, full=True)
+    assert result.status is RunStatus.SUCCEEDED  # the pass completed: that stands
+    assert stored_products(sqlite_engine) == 4 + 1
+    assert state(sqlite_engine, WOO.value)["checkpoint"] == {}
+    assert runs(sqlite_engine)[-1]["status"] == "running"  # left for the next run to close
+    assert not fake_redis.keys("*:lock")
+    monkeypatch.undo()
+    assert sync(WOO).status is RunStatus.SUCCEEDED
+    assert runs(sqlite_engine)[0]["status"] == "interrupted"
+
+
+def test_a_time_limit_inside_a_page_commit_is_no_failed_page(
+    sync: Callable[..., Any], woo: FakeWoo, sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from billiard.exceptions import SoftTimeLimitExceeded
+
+    from worker.sync import context
+
+    build_catalog(woo, size=12)
+    upsert = context.upsert_prepared
+    commits: list[int] = []
+
+    def time_up_on_the_third(*args: Any, **kwargs: Any) -> Any:
+        commits.append(1)
+        if len(commits) == 3:
+            raise SoftTimeLimitExceeded()
+        return upsert(*args, **kwargs)
+
+    monkeypatch.setattr(context, "upsert_prepared", time_up_on_the_third)
+    result = sync(WOO, full=True)
+    assert (result.status, result.resumable, result.error) == (
+        RunStatus.INTERRUPTED,
+        True,
+        "SoftTimeLimitExceeded",
+    )
+    assert result.counts.failed == 0
+    assert result.committed == 2
+    row = runs(sqlite_engine)[-1]
+    assert (row["status"], row["failed"]) == ("interrupted", 0)
+    assert state(sqlite_engine, WOO.value)["checkpoint"]["full"]["page"] == 2  # the pages before stand
