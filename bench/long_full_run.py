@@ -6,7 +6,10 @@
 A real ``celery worker`` (prefork, one process, the ``woocommerce`` queue) against the WooCommerce
 simulator in its own process and a fresh PostgreSQL database (migrated, dropped afterwards), with
 ``CELERY_TASK_SOFT_TIME_LIMIT`` set low. Two full runs, each enqueued once: the first fills the mirror,
-then ``--delete`` products are force-deleted upstream and the second must find them. For each, one JSON
+then ``--delete`` products are force-deleted upstream and the second must find them; a third full run
+has ``--delete`` more deleted between its first and second delivery, so every page after them shifts
+under the resumed listing (the products that slide onto pages already read must still reach the
+mirror). For each, one JSON
 line: the deliveries the message took (``sync_runs`` rows of its task id), how each ended, the seconds
 from enqueue to the end, records written and marked deleted, and whether the mirror's live ids equal
 upstream's afterwards. The run is not timed against anything; it proves the run completes.
@@ -63,6 +66,7 @@ def worker_env(sim_env: dict[str, str], db_url: str, redis_url: str, soft: int, 
         "WOOCOMMERCE_BREAKER__OPEN_MAX_SECONDS": str(min(300, hard + 20)),
         "ODOO_BREAKER__OPEN_MAX_SECONDS": str(min(300, hard + 20)),
         "RETRY_AFTER_CAP_SECONDS": str(min(300, hard + 20)),
+        "SYNC_LOCK_TTL_SECONDS": "15",  # the default now; set so an older tree runs the same config
         "LOG_LEVEL": "WARNING",
         "LOG_FORMAT": "console",
     }
@@ -84,11 +88,22 @@ def live_ids(engine: Any) -> list[int]:
         return sorted(int(i) for i in rows)
 
 
-def full_run(app: Any, engine: Any, sim: SimulatorProcess, step: str, size: int, soft: int) -> dict[str, Any]:
+def full_run(
+    app: Any, engine: Any, sim: SimulatorProcess, step: str, size: int, soft: int, midway: int = 0
+) -> dict[str, Any]:
+    """One full run; with ``midway``, that many products are deleted once its first delivery ended."""
     started = time.monotonic()
     result = app.send_task("tasks.woocommerce.sync_products", kwargs={"full": True}, queue="woocommerce")
+    deleted: list[int] = []
     while result.state not in FINAL:
-        time.sleep(1)
+        if (
+            midway
+            and not deleted
+            and any(r["status"] == "interrupted" for r in deliveries(engine, result.id))
+        ):
+            # Between two deliveries: every later page of the listing shifts under the resumed pass.
+            deleted = sim.ask(f"delete {midway}")["deleted"]
+        time.sleep(0.5)
     seconds = time.monotonic() - started
     rows = deliveries(engine, result.id)
     expected = sim.ask("ids")["ids"]
@@ -99,7 +114,7 @@ def full_run(app: Any, engine: Any, sim: SimulatorProcess, step: str, size: int,
         "inserted": sum(r["inserted"] for r in rows), "updated": sum(r["updated"] for r in rows),
         "marked_deleted": sum(r["marked_deleted"] for r in rows),
         "mirror_equals_upstream": mirrored == expected,
-        "upstream_ids": len(expected), "mirrored_ids": len(mirrored),
+        "upstream_ids": len(expected), "mirrored_ids": len(mirrored), "deleted_midway": len(deleted),
     }  # fmt: skip
 
 
@@ -136,6 +151,8 @@ def main() -> int:
         deleted = sim.ask(f"delete {args.delete}")["deleted"]
         line = full_run(app, engine, sim, "full_after_deletions", args.size, args.soft_limit)
         print(json.dumps({**line, "deleted_upstream": len(deleted)}), flush=True)
+        line = full_run(app, engine, sim, "full_deletions_midway", args.size, args.soft_limit, args.delete)
+        print(json.dumps(line), flush=True)
     finally:
         worker.terminate()
         worker.wait(timeout=120)
