@@ -20,7 +20,7 @@ from worker.db import downgrade_database, make_engine, upgrade_database
 
 pytestmark = pytest.mark.integration
 
-TABLES = {"event_log", "products", "suppliers", "sync_runs", "sync_state"}
+TABLES = {"event_log", "products", "suppliers", "sync_reconcile_ids", "sync_runs", "sync_state"}
 
 
 @pytest.fixture

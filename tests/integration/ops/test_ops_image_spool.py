@@ -4,12 +4,15 @@ With PostgreSQL and Redis both down, events go to the spool file in the director
 for that user, and the next event recorded once the database is back writes them first, in order. The
 start-up check refuses a spool that user cannot write, such as the old default inside root's /app.
 
-When the tests run as root, the work runs in a forked child that drops to the image's uid first. A
-fork, not a new interpreter: this environment's interpreter may live where that uid cannot read.
+When the tests run as root, the work runs in a child that drops to the image's uid first. The child
+is forked from a fresh forkserver process, not from this one (whose other threads may hold a lock at
+the fork), and loads what the work needs before it drops its privileges: this environment's
+interpreter may live where that uid cannot read.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -39,8 +42,10 @@ UID = runtime_uid() if os.geteuid() == 0 else os.geteuid()
 EVENTS = 5
 
 
-def _drop_and_run(send: Connection, work: Callable[[], Any]) -> None:
+def _drop_and_run(send: Connection, work: Callable[[], Any], warm_up: Callable[[], Any] | None) -> None:
     try:
+        if warm_up is not None:
+            warm_up()  # as root: every module the work loads lazily is loaded now
         if os.geteuid() != UID:
             os.setgroups([])
             os.setgid(UID)
@@ -50,11 +55,14 @@ def _drop_and_run(send: Connection, work: Callable[[], Any]) -> None:
         send.send((False, traceback.format_exc()))
 
 
-def as_runtime_user(work: Callable[[], Any]) -> Any:
-    """``work()`` in a forked child running as the image's uid; its result, or its traceback as a failure."""
-    ctx = multiprocessing.get_context("fork")
+def as_runtime_user(work: Callable[[], Any], warm_up: Callable[[], Any] | None = None) -> Any:
+    """``work()`` in a child running as the image's uid; its result, or its traceback as a failure.
+
+    ``work`` and ``warm_up`` must pickle (module-level functions, ``functools.partial`` of them).
+    """
+    ctx = multiprocessing.get_context("forkserver")
     receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_drop_and_run, args=(send, work))
+    child = ctx.Process(target=_drop_and_run, args=(send, work, warm_up))
     child.start()
     send.close()
     try:
@@ -112,6 +120,26 @@ def record(settings: Settings, event_type: str, count: int) -> None:
         log.close()
 
 
+def record_while_down(spool: Path, down: Settings, marker: str) -> None:
+    check_spool_writable(str(spool))  # what the worker checks at start-up
+    record(down, marker, EVENTS)
+
+
+def warm_up_recording(dead: Settings, live: Settings) -> None:
+    record(dead, f"{dead.redis_key_prefix}.warmup", 1)
+    record(live, f"{live.redis_key_prefix}.warmup", 1)
+
+
+def old_default_in_app(app_dir: Path) -> str:
+    # The image used to leave EVENT_SPOOL_PATH relative, so the spool landed in WORKDIR /app.
+    os.chdir(app_dir)
+    try:
+        check_spool_writable(Settings.model_fields["event_spool_path"].default)
+    except SettingsError as exc:
+        return str(exc)
+    return "accepted"
+
+
 def test_events_wait_in_the_spool_as_the_runtime_user_and_are_replayed_in_order(
     image_root: Path, migrated_pg_url: str, own_redis_url: str, tmp_path: Path
 ) -> None:
@@ -122,17 +150,15 @@ def test_events_wait_in_the_spool_as_the_runtime_user_and_are_replayed_in_order(
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
     down = settings_for(dead_pg, dead_redis, spool, prefix)
     up = settings_for(migrated_pg_url, own_redis_url, spool, prefix)
-    # Once as root first, so every module loaded lazily on these paths is loaded before a child drops
-    # its privileges (and with them the right to read this interpreter's own library).
+    # Once as root first, in the child, so every module loaded lazily on these paths is loaded before
+    # it drops its privileges (and with them the right to read this interpreter's own library).
     warm = tmp_path / "warm.spool"
-    record(settings_for(dead_pg, dead_redis, warm, prefix), f"{marker}.warmup", 1)
-    record(settings_for(migrated_pg_url, own_redis_url, warm, prefix), f"{marker}.warmup", 1)
-
-    def record_while_down() -> None:
-        check_spool_writable(str(spool))  # what the worker checks at start-up
-        record(down, marker, EVENTS)
-
-    as_runtime_user(record_while_down)
+    warm_up = functools.partial(
+        warm_up_recording,
+        settings_for(dead_pg, dead_redis, warm, f"{marker}"),
+        settings_for(migrated_pg_url, own_redis_url, warm, f"{marker}"),
+    )
+    as_runtime_user(functools.partial(record_while_down, spool, down, marker), warm_up)
 
     lines = [json.loads(line) for line in spool.read_text().splitlines()]
     assert [(e["event_type"], e["aggregate_id"]) for e in lines] == [(marker, str(n)) for n in range(EVENTS)]
@@ -140,7 +166,7 @@ def test_events_wait_in_the_spool_as_the_runtime_user_and_are_replayed_in_order(
     assert spool.stat().st_mode & 0o777 == 0o600
 
     # The database is back: the next event is written after the spooled ones, and the spool is gone.
-    as_runtime_user(lambda: record(up, f"{marker}.after", 1))
+    as_runtime_user(functools.partial(record, up, f"{marker}.after", 1), warm_up)
     assert not spool.exists()
     engine = create_engine(normalize_url(migrated_pg_url))
     try:
@@ -159,17 +185,11 @@ def test_events_wait_in_the_spool_as_the_runtime_user_and_are_replayed_in_order(
     assert [u for t, _, u in rows if t == marker] == [e["event_uuid"] for e in lines]
 
 
-def test_the_start_up_check_refuses_a_spool_the_runtime_user_cannot_write(image_root: Path) -> None:
-    def old_default_in_app() -> str:
-        # The image used to leave EVENT_SPOOL_PATH relative, so the spool landed in WORKDIR /app.
-        os.chdir(image_root / "app")
-        try:
-            check_spool_writable(Settings.model_fields["event_spool_path"].default)
-        except SettingsError as exc:
-            return str(exc)
-        return "accepted"
-
-    message = as_runtime_user(old_default_in_app)
+def test_the_start_up_check_refuses_a_spool_the_runtime_user_cannot_write(
+    image_root: Path, tmp_path: Path
+) -> None:
+    warm_up = functools.partial(old_default_in_app, tmp_path)  # as root, in a directory it may write
+    message = as_runtime_user(functools.partial(old_default_in_app, image_root / "app"), warm_up)
     assert "EVENT_SPOOL_PATH: cannot write events to syncworker-events.spool" in message
     assert "Permission denied" in message
     assert f"(uid {UID})" in message
