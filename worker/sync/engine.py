@@ -305,6 +305,12 @@ def _execute(ctx: RunContext, deps: SyncDeps) -> RunResult:
         return RunResult(run_id, status, counts, retry_after=exc.retry_after_seconds, error=str(exc))
     except UpstreamError as exc:
         return RunResult(run_id, RunStatus.FAILED, counts, error=_describe(exc))
+    if counts.skipped:
+        # A record skipped as malformed was not stored: advancing the watermark past it would leave its
+        # last good version in the mirror until the next full run. The next incremental run reads it
+        # again (and skips it again, until upstream serves it whole).
+        ctx.record_event("sync.watermark_held", {"skipped": counts.skipped})
+        watermark = None
     try:
         with ctx.fenced() as conn:
             complete_pass(conn, ctx.spec.source, full=ctx.full, watermark=watermark, now=deps.clock())

@@ -229,3 +229,26 @@ def test_a_variation_deleted_through_the_api_is_gone_after_the_next_incremental_
     assert result.counts.marked_deleted == 1
     assert table_rows(clean_pg, Product, "woo_id")[variation_ids[0]]["deleted_at"] is not None
     assert_woo_mirror(clean_pg, sim.catalog)
+
+
+def test_a_record_skipped_as_malformed_is_read_again_once_upstream_serves_it_whole(
+    sim: WooCommerceSimulator, woo_deps: Any, clean_pg: Engine
+) -> None:
+    # A plugin breaks one product's rendering right after an edit; a run skips it; the plugin is fixed.
+    # The edit must still reach the mirror: the run that skipped the record may not move the
+    # watermark past the edit.
+    deps = woo_deps(sim, sync_overlap_seconds=1)
+    sync(deps, full=True)
+    victim = next(
+        int(p["id"]) for p in sim.catalog.iter_products(include_trash=False) if p["type"] == "simple"
+    )
+    sim.catalog.change(victim, name="Renamed while broken")
+    sim.catalog.corrupt(victim, price={"broken": True}, regular_price=["broken"])
+    sim.skew += dt.timedelta(hours=1)  # the next runs start long after the edit, as on a busy host
+    skipped = sync(deps)
+    assert skipped.status is RunStatus.PARTIAL and skipped.counts.skipped == 1
+    sim.catalog.corrupt(victim, price="12.00", regular_price="12.00")  # fixed, no new edit
+    sim.skew += dt.timedelta(hours=1)
+    assert sync(deps).status is RunStatus.SUCCEEDED
+    assert live(clean_pg)[victim]["name"] == "Renamed while broken"
+    assert_woo_mirror(clean_pg, sim.catalog)
