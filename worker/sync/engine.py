@@ -35,11 +35,13 @@ from worker.sync.outcome import Counts, RunStatus
 from worker.sync.protocols import EventSink
 from worker.sync.runs import close_stale_runs, finish_run, open_run, record_skipped_run
 from worker.sync.sources import SyncSource, spec_for
-from worker.sync.state import STATE, complete_pass, load_bookmark, record_outcome
+from worker.sync.state import STATE, complete_pass, load_bookmark, record_outcome, save_checkpoint
 from worker.sync.woo_pass import run_woocommerce
 
 # How long a run waits for the source's state row when it starts (a stalled run may hold it).
 CLAIM_LOCK_TIMEOUT_MS = 10_000
+# Checkpoint key: an earlier delivery of this pass skipped a malformed record.
+HELD = "watermark_held"
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +166,7 @@ class Start:
     fence: int
     serves_through: int
     fresh: bool  # no checkpoint of this mode: the pass starts from the beginning
+    watermark_held: bool = False  # an earlier delivery of this pass skipped a malformed record
 
 
 class SourceBusy(LockLost):
@@ -202,7 +205,7 @@ def _start(source: SyncSource, deps: SyncDeps, *, full: bool, task_id: str | Non
                 "reason": "its worker stopped, or it lost the source to this run",
             },
         )
-    return Start(run_id, token, serves_through, fresh)
+    return Start(run_id, token, serves_through, fresh, bool((checkpoint or {}).get(HELD)))
 
 
 def _run_locked(
@@ -234,6 +237,7 @@ def _run_locked(
         started_at=deps.clock(),
         fence=start.fence,
         serves_through=start.serves_through,
+        watermark_held=start.watermark_held,
     )
     with (
         log_context(correlation_id=ctx.correlation_id, sync_source=source.value, run_id=run_id),
@@ -288,6 +292,22 @@ def _pass(ctx: RunContext, deps: SyncDeps) -> dt.datetime | None:
 
 
 def _execute(ctx: RunContext, deps: SyncDeps) -> RunResult:
+    result = _attempt(ctx, deps)
+    if result.resumable and ctx.counts.skipped:
+        _hold_watermark_for_the_next_delivery(ctx)
+    return result
+
+
+def _hold_watermark_for_the_next_delivery(ctx: RunContext) -> None:
+    """Note in the checkpoint that this pass skipped a record, so its last delivery keeps the watermark."""
+    with contextlib.suppress(Exception), ctx.fenced() as conn:
+        checkpoint = load_bookmark(conn, ctx.spec.source, full=ctx.full).checkpoint
+        if checkpoint:
+            save_checkpoint(conn, ctx.spec.source, full=ctx.full, checkpoint={**checkpoint, HELD: True},
+                            now=ctx.clock())  # fmt: skip
+
+
+def _attempt(ctx: RunContext, deps: SyncDeps) -> RunResult:
     run_id, counts = ctx.run_id, ctx.counts
     try:
         watermark = _pass(ctx, deps)
@@ -305,7 +325,7 @@ def _execute(ctx: RunContext, deps: SyncDeps) -> RunResult:
         return RunResult(run_id, status, counts, retry_after=exc.retry_after_seconds, error=str(exc))
     except UpstreamError as exc:
         return RunResult(run_id, RunStatus.FAILED, counts, error=_describe(exc))
-    if counts.skipped:
+    if counts.skipped or ctx.watermark_held:
         # A record skipped as malformed was not stored: advancing the watermark past it would leave its
         # last good version in the mirror until the next full run. The next incremental run reads it
         # again (and skips it again, until upstream serves it whole).
