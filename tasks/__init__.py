@@ -85,7 +85,7 @@ class DeliveryGuard:
 
 def summary(source: SyncSource, full: bool, result: RunResult, request: int | None = None) -> dict[str, Any]:
     """The small JSON-able result stored in the result backend (no secrets: no arguments, no URLs)."""
-    return {
+    meta = {
         "source": str(source),
         "full": full,
         "run_id": result.run_id,
@@ -95,6 +95,10 @@ def summary(source: SyncSource, full: bool, result: RunResult, request: int | No
         "request": request,
         "error": result.error,
     }
+    if result.status is RunStatus.DEFERRED:
+        # Who holds the source (host, pid, task id, mode), and whether a follow-up was already pending.
+        meta |= {"holder": result.holder, "coalesced": result.coalesced}
+    return meta
 
 
 def _guard() -> DeliveryGuard:

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
 import redis
 import requests
+from store_contents import keys_in, tables_in
 
 from worker.demo.stack import DEMO_PREFIX
 from worker.settings import Settings
@@ -33,20 +33,6 @@ pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 MILESTONE_TIMEOUT = 120.0
 CLAIM_KEY = b"syncworker-test:claim"  # the only key of a database claimed by own_redis_url
-
-
-def tables_in(pg_url: str) -> list[str]:
-    with psycopg.connect(pg_url, connect_timeout=5) as conn:
-        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
-    return sorted(str(row[0]) for row in rows)
-
-
-def keys_in(redis_url: str) -> set[bytes]:
-    client = redis.Redis.from_url(redis_url, socket_timeout=5)
-    try:
-        return set(client.scan_iter(count=1000))
-    finally:
-        client.close()
 
 
 def demo_keys_on_server(redis_url: str) -> list[bytes]:

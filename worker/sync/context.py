@@ -84,8 +84,6 @@ class RunContext:
     fence: int = 0
     # The newest request this run's pass serves: a fresh pass records it in its first checkpoint.
     serves_through: int = 0
-    # An earlier delivery of this pass skipped a malformed record: the pass keeps the old watermark.
-    watermark_held: bool = False
     counts: Counts = field(default_factory=Counts)
     # Why this run cannot vouch for the whole mirror (a reconciliation it had to skip): ends ``partial``.
     incomplete: list[str] = field(default_factory=list)

@@ -35,7 +35,14 @@ from worker.sync.outcome import Counts, RunStatus
 from worker.sync.protocols import EventSink
 from worker.sync.runs import close_stale_runs, finish_run, open_run, record_skipped_run
 from worker.sync.sources import SyncSource, spec_for
-from worker.sync.state import STATE, complete_pass, load_bookmark, record_outcome, save_checkpoint
+from worker.sync.state import (
+    STATE,
+    Bookmark,
+    complete_pass,
+    load_bookmark,
+    record_outcome,
+    save_checkpoint,
+)
 from worker.sync.woo_pass import run_woocommerce
 
 # How long a run waits for the source's state row when it starts (a stalled run may hold it).
@@ -165,8 +172,12 @@ class Start:
     run_id: int
     fence: int
     serves_through: int
-    fresh: bool  # no checkpoint of this mode: the pass starts from the beginning
-    watermark_held: bool = False  # an earlier delivery of this pass skipped a malformed record
+    bookmark: Bookmark  # read under the new token: the pass runs from it
+
+    @property
+    def fresh(self) -> bool:
+        """No checkpoint of this mode: the pass starts from the beginning."""
+        return not self.bookmark.checkpoint
 
 
 class SourceBusy(LockLost):
@@ -188,9 +199,9 @@ def _start(source: SyncSource, deps: SyncDeps, *, full: bool, task_id: str | Non
             token, requests = fence.claim(conn, source)
         except OperationalError as exc:
             raise SourceBusy("the source's state row is locked by a stalled run") from exc
-        checkpoint = load_bookmark(conn, source, full=full).checkpoint
-        fresh = not checkpoint
-        serves_through = requests if fresh else int((checkpoint or {}).get("serves_through") or 0)
+        bookmark = load_bookmark(conn, source, full=full)
+        resumed = bookmark.checkpoint or {}
+        serves_through = int(resumed.get("serves_through") or 0) if resumed else requests
         stale = close_stale_runs(conn, source, now=now)
         run_id = open_run(conn, source, full=full, task_id=task_id, now=now, fence=token,
                           serves_through=serves_through)  # fmt: skip
@@ -205,7 +216,7 @@ def _start(source: SyncSource, deps: SyncDeps, *, full: bool, task_id: str | Non
                 "reason": "its worker stopped, or it lost the source to this run",
             },
         )
-    return Start(run_id, token, serves_through, fresh, bool((checkpoint or {}).get(HELD)))
+    return Start(run_id, token, serves_through, bookmark)
 
 
 def _run_locked(
@@ -237,14 +248,13 @@ def _run_locked(
         started_at=deps.clock(),
         fence=start.fence,
         serves_through=start.serves_through,
-        watermark_held=start.watermark_held,
     )
     with (
         log_context(correlation_id=ctx.correlation_id, sync_source=source.value, run_id=run_id),
         _client_correlation(deps.client, ctx.correlation_id),
     ):
         try:
-            result = _execute(ctx, deps)
+            result = _execute(ctx, deps, start.bookmark)
             result.committed = ctx.committed
         except Exception as exc:
             if _superseded(ctx):
@@ -282,17 +292,15 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}"
 
 
-def _pass(ctx: RunContext, deps: SyncDeps) -> dt.datetime | None:
-    with transaction(deps.session_factory) as conn:
-        bookmark = load_bookmark(conn, ctx.spec.source, full=ctx.full)
+def _pass(ctx: RunContext, deps: SyncDeps, bookmark: Bookmark) -> dt.datetime | None:
     if ctx.spec.source is SyncSource.ODOO_SUPPLIERS:
         return run_odoo(ctx, deps.client, bookmark)
     overlap = dt.timedelta(seconds=deps.settings.sync_overlap_seconds)
     return run_woocommerce(ctx, deps.client, bookmark, overlap, deps.settings.woocommerce_page_concurrency)
 
 
-def _execute(ctx: RunContext, deps: SyncDeps) -> RunResult:
-    result = _attempt(ctx, deps)
+def _execute(ctx: RunContext, deps: SyncDeps, bookmark: Bookmark) -> RunResult:
+    result = _attempt(ctx, deps, bookmark)
     if result.resumable and ctx.counts.skipped:
         _hold_watermark_for_the_next_delivery(ctx)
     return result
@@ -307,10 +315,10 @@ def _hold_watermark_for_the_next_delivery(ctx: RunContext) -> None:
                             now=ctx.clock())  # fmt: skip
 
 
-def _attempt(ctx: RunContext, deps: SyncDeps) -> RunResult:
+def _attempt(ctx: RunContext, deps: SyncDeps, bookmark: Bookmark) -> RunResult:
     run_id, counts = ctx.run_id, ctx.counts
     try:
-        watermark = _pass(ctx, deps)
+        watermark = _pass(ctx, deps, bookmark)
     except StopRequested:
         return RunResult(run_id, RunStatus.INTERRUPTED, counts, resumable=True, error="stop requested")
     except CANCELLATIONS as exc:
@@ -325,7 +333,7 @@ def _attempt(ctx: RunContext, deps: SyncDeps) -> RunResult:
         return RunResult(run_id, status, counts, retry_after=exc.retry_after_seconds, error=str(exc))
     except UpstreamError as exc:
         return RunResult(run_id, RunStatus.FAILED, counts, error=_describe(exc))
-    if counts.skipped or ctx.watermark_held:
+    if counts.skipped or (bookmark.checkpoint or {}).get(HELD):
         # A record skipped as malformed was not stored: advancing the watermark past it would leave its
         # last good version in the mirror until the next full run. The next incremental run reads it
         # again (and skips it again, until upstream serves it whole).

@@ -45,6 +45,23 @@ class OdooPage:
     next_cursor: OdooCursor
 
 
+@dataclass(frozen=True)
+class OdooCredentials:
+    url: str  # without a trailing slash
+    db: str
+    login: str
+    api_key: str
+
+
+def odoo_credentials(settings: Settings) -> OdooCredentials:
+    """What every Odoo connection needs, from the settings; each of the four is required."""
+    url, db, login, key = settings.odoo_url, settings.odoo_db, settings.odoo_username, settings.odoo_api_key
+    if not (url and db and login and key):
+        msg = "ODOO_URL, ODOO_DB, ODOO_USERNAME and ODOO_API_KEY are required"
+        raise ValueError(msg)
+    return OdooCredentials(url.rstrip("/"), db, login, key.get_secret_value())
+
+
 class OdooClient(GuardedClient):
     """Reads suppliers over XML-RPC or JSON-2; every request goes retry -> breaker -> transport."""
 
@@ -58,25 +75,23 @@ class OdooClient(GuardedClient):
         correlation_id: str | None = None,
         session: requests.Session | None = None,
     ) -> None:
-        url, db, login, key = (
-            settings.odoo_url,
-            settings.odoo_db,
-            settings.odoo_username,
-            settings.odoo_api_key,
-        )
-        if not (url and db and login and key):
-            msg = "ODOO_URL, ODOO_DB, ODOO_USERNAME and ODOO_API_KEY are required"
-            raise ValueError(msg)
-        self._url = url.rstrip("/")
+        creds = odoo_credentials(settings)
+        self._url = creds.url
         self._transport = HttpTransport(settings, UPSTREAM, session=session)
-        self._xmlrpc = XmlRpc(self._transport, self._url, db, login, key.get_secret_value())
-        self._json2 = Json2(self._transport, self._url, db, key.get_secret_value())
+        self._xmlrpc = XmlRpc(self._transport, creds.url, creds.db, creds.login, creds.api_key)
+        self._json2 = Json2(self._transport, creds.url, creds.db, creds.api_key)
         self._protocol: str | None = None if settings.odoo_protocol == "auto" else settings.odoo_protocol
         self._page_size = settings.odoo_page_size
         self._overlap = timedelta(seconds=settings.sync_overlap_seconds)
         self._field_types: dict[str, str] | None = None
         self._guard_calls(
-            UPSTREAM, settings, breaker, event_log, retrying, base_url=url, correlation_id=correlation_id
+            UPSTREAM,
+            settings,
+            breaker,
+            event_log,
+            retrying,
+            base_url=creds.url,
+            correlation_id=correlation_id,
         )
 
     def server_time(self, *, refresh: bool = False) -> datetime | None:

@@ -12,7 +12,7 @@ import requests
 
 from worker.errors import AuthenticationError, FatalUpstreamError, UpstreamError
 from worker.settings import Settings
-from worker.upstream.odoo import JSON2_MIN_MAJOR, MODEL
+from worker.upstream.odoo import JSON2_MIN_MAJOR, MODEL, odoo_credentials
 from worker.upstream.odoo_rpc import UPSTREAM, Json2, XmlRpc
 from worker.upstream.probe import (
     OPERATION,
@@ -42,20 +42,12 @@ class _OdooProbe:
     """The two steps of one probe (version, then credentials), filling one report."""
 
     def __init__(self, settings: Settings, transport: BudgetTransport) -> None:
-        url, db, login, key = (
-            settings.odoo_url,
-            settings.odoo_db,
-            settings.odoo_username,
-            settings.odoo_api_key,
-        )
-        if not (url and db and login and key):
-            msg = "ODOO_URL, ODOO_DB, ODOO_USERNAME and ODOO_API_KEY are required"
-            raise ValueError(msg)
-        self.base, self.db, self.login = url.rstrip("/"), db, login
+        creds = odoo_credentials(settings)
+        self.base, self.db, self.login = creds.url, creds.db, creds.login
         self.wanted = settings.odoo_protocol
         self.transport = transport
-        self.xmlrpc = XmlRpc(transport, self.base, db, login, key.get_secret_value())
-        self.json2 = Json2(transport, self.base, db, key.get_secret_value())
+        self.xmlrpc = XmlRpc(transport, creds.url, creds.db, creds.login, creds.api_key)
+        self.json2 = Json2(transport, creds.url, creds.db, creds.api_key)
         self.report = new_report(self.base)
 
     def run(self) -> ProbeReport:

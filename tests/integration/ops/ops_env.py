@@ -9,9 +9,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psycopg
-import redis
-
 from worker.settings import Settings
 
 REPO = Path(__file__).resolve().parents[3]
@@ -83,18 +80,3 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(0.2)
-
-
-def tables_in(pg_url: str) -> list[str]:
-    """The tables of a PostgreSQL database, to show that nothing created any."""
-    with psycopg.connect(pg_url, connect_timeout=5) as conn:
-        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
-    return sorted(str(row[0]) for row in rows)
-
-
-def keys_in(redis_url: str) -> set[bytes]:
-    client = redis.Redis.from_url(redis_url, socket_timeout=5)
-    try:
-        return set(client.scan_iter(count=1000))
-    finally:
-        client.close()

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import yaml
 from image_spec import cmd, created_dirs, env, instructions, runtime_uid, runtime_user
-from ops_env import BIN, REPO, clean_env, tables_in
+from ops_env import BIN, REPO, clean_env
+from store_contents import tables_in
 
 from worker.settings import load_settings
 

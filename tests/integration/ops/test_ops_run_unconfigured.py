@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from ops_env import BIN, clean_env, keys_in, tables_in
+from ops_env import BIN, clean_env
+from store_contents import keys_in, tables_in
 
 UPSTREAM_VARIABLES = [
     "ODOO_URL",

@@ -526,11 +526,14 @@ def test_a_redelivery_that_meets_its_dead_runs_lock_retries_after_the_ttl(
 def test_a_first_delivery_that_meets_a_running_sync_is_deferred_not_retried(
     env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    use_engine(monkeypatch, RunResult(6, RunStatus.DEFERRED, coalesced=True))
+    holder = {"host": "worker-2", "pid": 41, "task_id": "t-7", "mode": "full"}
+    use_engine(monkeypatch, RunResult(6, RunStatus.DEFERRED, holder=holder, coalesced=True))
     task = FakeTask("t-8")
     with pytest.raises(Ignore):
         execute(task, WOO, full=False, request=1)  # type: ignore[arg-type]
     assert [state for state, _ in task.states] == ["DEFERRED"]
+    ((_, meta),) = task.states
+    assert (meta["holder"], meta["coalesced"]) == (holder, True)  # Flower shows who holds the source
     assert task.retries == []
     assert deliveries(env, "t-8") is None
 
