@@ -23,7 +23,7 @@ import redis
 from breaker_overhead import private_redis  # same directory
 
 from worker.breaker import BreakerPolicy, CircuitBreaker
-from worker.errors import CircuitOpenError, RetriableUpstreamError
+from worker.infra.errors import CircuitOpenError, RetriableUpstreamError
 
 POLICY = BreakerPolicy(
     failure_threshold=5,

@@ -28,7 +28,7 @@ import pybreaker
 import redis
 
 from worker.breaker import BreakerPolicy, CircuitBreaker
-from worker.errors import CircuitOpenError, RetriableUpstreamError
+from worker.infra.errors import CircuitOpenError, RetriableUpstreamError
 
 
 class CountingConnection(redis.Connection):

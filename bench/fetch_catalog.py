@@ -35,8 +35,9 @@ def child(args: argparse.Namespace) -> None:
     """One measured fetch; prints one JSON line."""
     sys.path.insert(0, str(ROOT))
     from worker.breaker import build_breaker
-    from worker.settings import load_settings
-    from worker.upstream import WooCommerceClient, build_retrying
+    from worker.infra.settings import load_settings
+    from worker.kinds.woocommerce.client import WooCommerceClient
+    from worker.upstream import build_retrying
 
     settings = load_settings(
         _env_file=None,

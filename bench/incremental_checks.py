@@ -200,11 +200,13 @@ def bench_upstream(upstream: str, size: int, commit: str) -> None:
     from sqlalchemy import text
 
     from worker.breaker import build_breaker
-    from worker.db import make_engine, make_session_factory
-    from worker.eventlog import EventLog
-    from worker.settings import load_settings
+    from worker.infra.db import make_engine, make_session_factory
+    from worker.infra.eventlog import EventLog
+    from worker.infra.settings import load_settings
+    from worker.kinds.odoo.client import OdooClient
+    from worker.kinds.woocommerce.client import WooCommerceClient
     from worker.sync import SyncDeps, SyncSource, run_sync
-    from worker.upstream import OdooClient, WooCommerceClient, build_retrying
+    from worker.upstream import build_retrying
     from worker.upstream.http import build_session
 
     sim = SimulatorProcess(upstream, size)

@@ -69,7 +69,7 @@ def create_database() -> str:
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = ADMIN_URL.rpartition("/")[0] + "/" + name
-    from worker.db import upgrade_database
+    from worker.infra.db import upgrade_database
 
     upgrade_database(url)
     return url
@@ -122,7 +122,7 @@ def cpu_seconds() -> float:
 
 
 def bench_settings(spool_dir: str) -> Any:
-    from worker.settings import load_settings
+    from worker.infra.settings import load_settings
 
     return load_settings(
         _env_file=None,
@@ -145,10 +145,11 @@ def child_engine() -> dict[str, Any]:
     import redis
 
     from worker.breaker import build_breaker
-    from worker.db import make_engine, make_session_factory
-    from worker.eventlog import EventLog
+    from worker.infra.db import make_engine, make_session_factory
+    from worker.infra.eventlog import EventLog
+    from worker.kinds.woocommerce.client import WooCommerceClient
     from worker.sync import SyncDeps, SyncSource, run_sync
-    from worker.upstream import WooCommerceClient, build_retrying
+    from worker.upstream import build_retrying
 
     with tempfile.TemporaryDirectory() as spool:
         settings = bench_settings(spool)
@@ -193,9 +194,9 @@ def child_baseline() -> dict[str, Any]:
     from woocommerce import API
 
     from models import Product
-    from worker.db import make_engine, make_session_factory
+    from worker.infra.db import make_engine, make_session_factory
+    from worker.kinds.woocommerce.normalize import normalize_product, normalize_variation
     from worker.sync.hashing import content_hash
-    from worker.sync.normalize_woo import normalize_product, normalize_variation
 
     key, secret = os.environ["WOOCOMMERCE_CONSUMER_KEY"], os.environ["WOOCOMMERCE_CONSUMER_SECRET"]
     api = API(url=os.environ["WOOCOMMERCE_URL"], consumer_key=key, consumer_secret=secret, version="wc/v3",

@@ -129,9 +129,9 @@ def main() -> int:
 
     import redis
 
-    from worker.celery_app import create_app
-    from worker.db import make_engine
-    from worker.settings import load_settings
+    from worker.celeryapp.app import create_app
+    from worker.infra.db import make_engine
+    from worker.infra.settings import load_settings
 
     sim = SimulatorProcess("woocommerce", args.size)
     db_url = create_database()

@@ -1,4 +1,4 @@
-"""Alembic environment: the URL comes from the config (set by ``worker.db``) or DATABASE_URL."""
+"""Alembic environment: the URL comes from the config (set by ``worker.infra.db``) or DATABASE_URL."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from logging.config import fileConfig
 from alembic import context
 
 import models
-from worker.db import make_engine, normalize_url
+from worker.infra.db import make_engine, normalize_url
 
 config = context.config
 if config.config_file_name is not None:
@@ -20,7 +20,7 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from worker.settings import get_settings
+    from worker.infra.settings import get_settings
 
     return normalize_url(get_settings().database_url)
 

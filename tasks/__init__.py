@@ -27,8 +27,8 @@ import redis
 from celery import Task
 from celery.exceptions import Ignore, Reject
 
-from worker.errors import CANCELLATIONS, SyncRunFailed
-from worker.shutdown import TimeBudget, shutdown_requested
+from worker.celeryapp.shutdown import TimeBudget, shutdown_requested
+from worker.infra.errors import CANCELLATIONS, SyncRunFailed
 from worker.sync import RunResult, RunStatus, SyncSource, run_sync
 from worker.sync.requests import number_request
 from worker.sync.runs import served_by
@@ -102,7 +102,7 @@ def summary(source: SyncSource, full: bool, result: RunResult, request: int | No
 
 
 def _guard() -> DeliveryGuard:
-    from worker.deps import get_redis, get_settings
+    from worker.celeryapp.deps import get_redis, get_settings
 
     settings = get_settings()
     ttl = settings.celery_visibility_timeout * (settings.sync_max_redeliveries + 2)
@@ -110,7 +110,7 @@ def _guard() -> DeliveryGuard:
 
 
 def _drop(source: SyncSource, full: bool, task_id: str, count: int, guard: DeliveryGuard) -> SyncRunFailed:
-    from worker.deps import get_event_log
+    from worker.celeryapp.deps import get_event_log
 
     get_event_log().record(
         REDELIVERY_LIMIT_EVENT,
@@ -134,7 +134,7 @@ def request_of(task: Task[Any, Any], source: SyncSource, given: int | None) -> i
     """This message's request number: given by whoever enqueued it, else fixed at its first delivery
     (kept in Redis under the task id, so a redelivery keeps it; lost with Redis, it is only renumbered,
     which can cost a run, never skip one)."""
-    from worker.deps import get_redis, get_session_factory, get_settings
+    from worker.celeryapp.deps import get_redis, get_session_factory, get_settings
 
     if given is not None:
         return int(given)
@@ -157,7 +157,7 @@ def request_of(task: Task[Any, Any], source: SyncSource, given: int | None) -> i
 
 def enqueue(task: Task[Any, Any], source: SyncSource, *, full: bool) -> tuple[str, int]:
     """Send one request for ``source`` and return its task id and request number."""
-    from worker.deps import get_session_factory
+    from worker.celeryapp.deps import get_session_factory
 
     number = number_request(get_session_factory(), source)
     return str(task.apply_async(kwargs={"full": full, "request": number}).id), number
@@ -175,7 +175,7 @@ def followups_for(task: Task[Any, Any], source: SyncSource) -> Any:
 
 
 def _served(source: SyncSource, request: int, full: bool) -> int | None:
-    from worker.deps import get_session_factory
+    from worker.celeryapp.deps import get_session_factory
 
     with get_session_factory()() as session:
         return served_by(session.connection(), source, request=request, full=full)
@@ -192,7 +192,7 @@ def execute(
         SyncRunFailed: the run failed (or the message kept crashing its worker).
         Retry: a redelivered message met a lock its own crashed delivery may have left behind.
     """
-    from worker.deps import get_deps, get_settings
+    from worker.celeryapp.deps import get_deps, get_settings
 
     settings = get_settings()
     task_id: str | None = task.request.id
@@ -230,7 +230,7 @@ def _settle(
     *,
     timed_out: bool,
 ) -> dict[str, Any]:
-    from worker.deps import get_settings
+    from worker.celeryapp.deps import get_settings
 
     task_id: str | None = task.request.id
     handed_back = result.status is RunStatus.INTERRUPTED and result.resumable

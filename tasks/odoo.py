@@ -7,8 +7,8 @@ from typing import Any
 from celery import Task
 
 from tasks import execute
-from worker.celery_app import app
-from worker.celery_config import ODOO_QUEUE
+from worker.celeryapp.app import app
+from worker.celeryapp.config import ODOO_QUEUE
 from worker.sync import SyncSource
 
 

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 import redis
 
-from worker.db import make_engine, normalize_url, upgrade_database
-from worker.settings import Settings, load_settings
+from worker.infra.db import make_engine, normalize_url, upgrade_database
+from worker.infra.settings import Settings, load_settings
 
 ADMIN_DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BASE_REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

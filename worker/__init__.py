@@ -1,7 +1,7 @@
 """syncworker: mirrors Odoo suppliers and WooCommerce products into SQL.
 
 ``celery -A worker`` finds the app as ``worker.app``. It is built on first access only, so importing
-``worker.settings`` or any other submodule never reads the environment or builds the Celery app.
+``worker.infra.settings`` or any other submodule never reads the environment or builds the Celery app.
 That first access is where a Celery process (worker, beat or Flower) starts: it refuses, naming each
 variable, when the settings are invalid or the event spool (EVENT_SPOOL_PATH) cannot be written.
 """
@@ -18,11 +18,11 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        from worker.eventspool import check_spool_writable
-        from worker.settings import SettingsError, get_settings
+        from worker.infra.eventspool import check_spool_writable
+        from worker.infra.settings import SettingsError, get_settings
 
         try:
-            from worker.celery_app import app
+            from worker.celeryapp.app import app
 
             check_spool_writable(get_settings().event_spool_path)
         except SettingsError as exc:

@@ -12,10 +12,10 @@ from celery import Celery
 from e2e_harness import BASE_REDIS_URL, FAST_ENV, Stack, claim_redis_db, clean_environment, release_redis_db
 from sqlalchemy import Engine
 
-from worker.celery_app import create_app
+from worker.celeryapp.app import create_app
+from worker.infra.settings import Settings, load_settings
 from worker.sandbox.odoo import OdooSimulator
 from worker.sandbox.woocommerce import WooCommerceSimulator
-from worker.settings import Settings, load_settings
 
 
 @pytest.fixture

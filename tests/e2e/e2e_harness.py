@@ -21,7 +21,7 @@ from typing import Any
 import redis
 from sqlalchemy import Engine, text
 
-from worker.settings import Settings
+from worker.infra.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLAIM_KEY = "syncworker-test:claim"

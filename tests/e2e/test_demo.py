@@ -26,7 +26,7 @@ import requests
 from store_contents import keys_in, tables_in
 
 from worker.demo.stack import DEMO_PREFIX
-from worker.settings import Settings
+from worker.infra.settings import Settings
 
 pytestmark = pytest.mark.e2e
 

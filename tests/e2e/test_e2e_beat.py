@@ -10,7 +10,7 @@ import redis
 from celery import Celery
 from e2e_harness import Stack, wait_until
 
-from worker.settings import Settings
+from worker.infra.settings import Settings
 
 pytestmark = pytest.mark.e2e
 SENDING = "Sending due task woocommerce-products-incremental"

@@ -23,8 +23,8 @@ from sqlalchemy import Engine
 
 from worker.cli import main
 from worker.cli.output import CliState
+from worker.infra.settings import Settings
 from worker.sandbox.woocommerce import WooCommerceSimulator
-from worker.settings import Settings
 
 pytestmark = pytest.mark.e2e
 WOO = "woocommerce-products"

@@ -23,8 +23,8 @@ from e2e_harness import (
 )
 from sqlalchemy import Engine
 
+from worker.infra.settings import Settings
 from worker.sandbox.woocommerce import WooCommerceSimulator
-from worker.settings import Settings
 
 pytestmark = pytest.mark.e2e
 WOO = "woocommerce-products"

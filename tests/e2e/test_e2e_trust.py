@@ -26,8 +26,8 @@ from e2e_harness import (
 )
 from sqlalchemy import Engine, text
 
+from worker.infra.settings import Settings
 from worker.sandbox.woocommerce import WooCommerceSimulator
-from worker.settings import Settings
 from worker.sync.lock import followups_name, lock_name
 from worker.sync.sources import SyncSource
 

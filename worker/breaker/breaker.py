@@ -53,7 +53,7 @@ from worker.breaker.state import (
     PendingSuccesses,
     Transition,
 )
-from worker.errors import CircuitOpenError, is_cancellation
+from worker.infra.errors import CircuitOpenError, is_cancellation
 
 logger = logging.getLogger("worker.breaker")
 

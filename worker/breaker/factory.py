@@ -15,7 +15,7 @@ from worker.breaker.listeners import (
 from worker.breaker.policy import BreakerPolicy
 from worker.breaker.redis_store import RedisBreakerStore
 from worker.breaker.state import BreakerStats
-from worker.settings import BreakerSettings, Settings
+from worker.infra.settings import BreakerSettings, Settings
 
 BREAKER_NAMES = ("odoo", "woocommerce")
 

@@ -18,7 +18,7 @@ OPERATOR_PREFIX = "operator:"
 
 
 class EventLogLike(Protocol):
-    """The part of ``worker.eventlog.EventLog`` the breaker uses (imported lazily elsewhere)."""
+    """The part of ``worker.infra.eventlog.EventLog`` the breaker uses (imported lazily elsewhere)."""
 
     def record(
         self,
@@ -130,7 +130,7 @@ class MetricsListener:
         reason: str,
         stats: dict[str, Any],
     ) -> None:
-        from worker import metrics
+        from worker.infra import metrics
 
         metrics.record_breaker_transition(name, str(old), str(new))
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from worker.errors import counts_as_breaker_failure
-from worker.settings import BreakerSettings
+from worker.infra.errors import counts_as_breaker_failure
+from worker.infra.settings import BreakerSettings
 
 # The sliding window is kept as this many buckets, so its memory is bounded whatever the call rate;
 # the window's edge is accurate to window_seconds / WINDOW_BUCKETS.

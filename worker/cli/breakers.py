@@ -18,7 +18,7 @@ from worker.breaker import BreakerStats, breaker_redis, build_breaker, list_brea
 from worker.breaker.factory import BREAKER_NAMES
 from worker.breaker.listeners import EventLogLike
 from worker.cli.output import cli_settings, echo_json, json_option, render_table
-from worker.settings import Settings
+from worker.infra.settings import Settings
 
 COLUMNS = ("breaker", "state", "fail run", "window", "rate", "rejected", "opened", "next attempt")
 
@@ -30,7 +30,7 @@ def open_redis(settings: Settings) -> redis.Redis:
 
 def open_event_log(settings: Settings) -> EventLogLike:
     """The event log that audits manual commands (a seam for tests)."""
-    from worker.eventlog import EventLog
+    from worker.infra.eventlog import EventLog
 
     return EventLog.from_settings(settings)
 

@@ -7,7 +7,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from worker.cli.output import cli_settings, echo_json, json_option, redact_url
-from worker.db import alembic_config, downgrade_database, make_engine, upgrade_database
+from worker.infra.db import alembic_config, downgrade_database, make_engine, upgrade_database
 
 
 def schema_revisions(database_url: str) -> tuple[str | None, str | None]:

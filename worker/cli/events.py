@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from models import EventLog
 from worker.cli.output import cli_settings, echo_json, json_option, render_table, to_json
-from worker.db import make_engine
+from worker.infra.db import make_engine
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

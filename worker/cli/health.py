@@ -17,7 +17,7 @@ import click
 import redis
 
 from worker.cli.output import cli_settings, echo_json, json_option, redact_url, render_table, scrub
-from worker.settings import Settings
+from worker.infra.settings import Settings
 
 if TYPE_CHECKING:
     from worker.upstream.probe import ProbeReport
@@ -72,7 +72,7 @@ def check_database(settings: Settings) -> str:
     from alembic.script import ScriptDirectory
     from sqlalchemy import text
 
-    from worker.db import alembic_config, make_engine
+    from worker.infra.db import alembic_config, make_engine
 
     engine = make_engine(settings.database_url, connect_timeout=DB_CONNECT_TIMEOUT)
     try:
@@ -115,7 +115,7 @@ def check_broker(settings: Settings) -> str:
 def _celery_app(settings: Settings) -> Any:
     # Built from the settings given, never the process-wide app: health must ask *this* broker.
     try:
-        from worker.celery_app import create_app
+        from worker.celeryapp.app import create_app
 
         return create_app(settings)
     except ImportError:
@@ -163,7 +163,7 @@ def _probed(report: ProbeReport) -> Finding:
 def check_odoo(settings: Settings) -> Finding:
     if not settings.odoo_enabled:
         raise Skipped("not configured (ODOO_URL is not set)")
-    from worker.upstream.probe_odoo import probe_odoo
+    from worker.kinds.odoo.probe import probe_odoo
 
     return _probed(probe_odoo(settings))
 
@@ -171,7 +171,7 @@ def check_odoo(settings: Settings) -> Finding:
 def check_woocommerce(settings: Settings) -> Finding:
     if not settings.woocommerce_enabled:
         raise Skipped("not configured (WOOCOMMERCE_URL is not set)")
-    from worker.upstream.probe_woocommerce import probe_woocommerce
+    from worker.kinds.woocommerce.probe import probe_woocommerce
 
     return _probed(probe_woocommerce(settings))
 

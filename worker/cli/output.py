@@ -20,7 +20,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from worker.settings import Settings, SettingsError, load_settings
+from worker.infra.settings import Settings, SettingsError, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -22,14 +22,14 @@ import click
 from worker.cli.demo import DEFAULT_DEMO_DIR
 from worker.cli.output import EXIT_CONFIG, cli_settings
 from worker.demo.processes import Supervisor
-from worker.eventspool import check_spool_writable
-from worker.settings import Settings, SettingsError
+from worker.infra.eventspool import check_spool_writable
+from worker.infra.settings import Settings, SettingsError
 
 POLL_SECONDS = 0.5
 # After the grace period a cold shutdown (SIGQUIT) still restores prefetched messages; SIGKILL would not.
 COLD_AFTER_SECONDS = 10.0
 
-# All of an upstream's variables enable it (worker/settings.py); a partly set one is a settings error.
+# All of an upstream's variables enable it (worker/infra/settings.py); a partly set one is a settings error.
 UPSTREAM_VARIABLES = {
     "Odoo": ("ODOO_URL", "ODOO_DB", "ODOO_USERNAME", "ODOO_API_KEY"),
     "WooCommerce": ("WOOCOMMERCE_URL", "WOOCOMMERCE_CONSUMER_KEY", "WOOCOMMERCE_CONSUMER_SECRET"),
@@ -79,7 +79,7 @@ def supervise(supervisor: Supervisor, grace_seconds: float, sleep: float = POLL_
 
 
 def run_stack(settings: Settings) -> int:
-    from worker.db import upgrade_database
+    from worker.infra.db import upgrade_database
 
     upgrade_database(settings.database_url)
     click.echo("schema up to date; starting worker (queues odoo, woocommerce) and beat")

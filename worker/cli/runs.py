@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from models import SyncRun
 from worker.cli.output import cli_settings, echo_json, json_option, render_table
-from worker.db import make_engine, make_session_factory
+from worker.infra.db import make_engine, make_session_factory
 
 COUNT_FIELDS = ("fetched", "inserted", "updated", "unchanged", "skipped", "failed", "marked_deleted")
 COLUMNS = ("id", "source", "mode", "status", "started", "seconds", *COUNT_FIELDS, "error")

@@ -24,10 +24,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import SyncRun
-from worker.celery_config import ODOO_QUEUE, WOOCOMMERCE_QUEUE, CeleryConfigError
+from worker.celeryapp.config import ODOO_QUEUE, WOOCOMMERCE_QUEUE, CeleryConfigError
+from worker.celeryapp.schedule import ODOO_TASK, WOOCOMMERCE_TASK
 from worker.cli.output import EXIT_CONFIG, cli_settings, console
-from worker.db import make_engine, make_session_factory
-from worker.schedule import ODOO_TASK, WOOCOMMERCE_TASK
+from worker.infra.db import make_engine, make_session_factory
 from worker.sync.runs import covering
 from worker.sync.sources import SyncSource
 
@@ -187,7 +187,7 @@ def send_request(
 
 
 def _enqueue(ctx: click.Context, target: Target, full: bool, wait: bool, timeout: float) -> None:
-    from worker.celery_app import create_app
+    from worker.celeryapp.app import create_app
 
     settings = cli_settings(ctx)
     try:

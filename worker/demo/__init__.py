@@ -17,10 +17,10 @@ from types import FrameType
 from celery import Celery
 from rich.console import Console
 
-from worker.celery_config import build_config
+from worker.celeryapp.config import build_config
 from worker.demo.scenario import Scenario, ScenarioFailed
 from worker.demo.stack import DemoStack, is_operator_setting
-from worker.settings import Settings
+from worker.infra.settings import Settings
 
 
 class _Stop(Exception):
@@ -73,7 +73,7 @@ def forget_operator_settings() -> None:
 
 
 def client_app(settings: Settings) -> Celery:
-    # Not ``worker.celery_app``: importing it builds the process-wide app from the operator's settings.
+    # Not ``worker.celeryapp.app``: importing it builds the process-wide app from the operator's settings.
     app = Celery("syncworker-demo")
     app.config_from_object(build_config(settings))
     return app

@@ -16,10 +16,10 @@ from rich.console import Console
 from sqlalchemy import func, select
 
 from models import EventLog
-from worker.db import make_engine, make_session_factory
+from worker.celeryapp.schedule import ODOO_TASK, WOOCOMMERCE_TASK
 from worker.demo.stack import DemoStack
-from worker.schedule import ODOO_TASK, WOOCOMMERCE_TASK
-from worker.settings import Settings
+from worker.infra.db import make_engine, make_session_factory
+from worker.infra.settings import Settings
 
 SYNC_TIMEOUT = 60.0
 MAX_OUTAGE_SYNCS = 4

@@ -21,7 +21,7 @@ import requests
 
 from worker.demo.processes import Supervisor
 from worker.demo.services import demo_database_url, free_port, start_private_redis
-from worker.settings import Settings, load_settings
+from worker.infra.settings import Settings, load_settings
 
 DEMO_PREFIX = "syncworker-demo"
 WOO_SIZE = 120
@@ -136,7 +136,7 @@ class DemoStack:
 
     def start_processes(self) -> None:
         """Migrate, then two worker nodes (the first exports metrics), beat and Flower."""
-        from worker.db import upgrade_database
+        from worker.infra.db import upgrade_database
 
         upgrade_database(self.database_url)
         celery = [sys.executable, "-m", "celery", "-A", "worker"]

@@ -17,7 +17,7 @@ from billiard.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import Connection, text
 from sqlalchemy.orm import Session
 
-from worker.errors import InvalidRecord
+from worker.infra.errors import InvalidRecord
 from worker.sync import fence
 from worker.sync.lock import LockLost, RunLock
 from worker.sync.outcome import Counts

@@ -23,14 +23,15 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from worker import metrics
-from worker.errors import CANCELLATIONS, CircuitOpenError, UpstreamError
-from worker.logs import log_context
-from worker.settings import Settings
+from worker.infra import metrics
+from worker.infra.errors import CANCELLATIONS, CircuitOpenError, UpstreamError
+from worker.infra.logs import log_context
+from worker.infra.settings import Settings
+from worker.kinds.odoo.passes import run_odoo
+from worker.kinds.woocommerce.passes import run_woocommerce
 from worker.sync import fence
 from worker.sync.context import RunContext, StopRequested, transaction
 from worker.sync.lock import Deferred, Holder, LockHeartbeat, LockLost, RunLock, mode_of
-from worker.sync.odoo_pass import run_odoo
 from worker.sync.outcome import Counts, RunStatus
 from worker.sync.protocols import EventSink
 from worker.sync.runs import close_stale_runs, finish_run, open_run, record_skipped_run
@@ -43,7 +44,6 @@ from worker.sync.state import (
     record_outcome,
     save_checkpoint,
 )
-from worker.sync.woo_pass import run_woocommerce
 
 # How long a run waits for the source's state row when it starts (a stalled run may hold it).
 CLAIM_LOCK_TIMEOUT_MS = 10_000

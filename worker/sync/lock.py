@@ -10,7 +10,7 @@ A request that meets a live holder is not dropped: it is recorded as a follow-up
 ``<prefix>:{<source>}:followups`` (the field holds the highest request number waiting), however many
 requests coalesce into it. A run that starts a fresh pass clears the follow-ups its pass serves (see
 ``clear_served``); releasing the lock hands back the ones still pending, for the caller to enqueue, and
-a sweeper (``worker/followups.py``) enqueues any that a dead or failed releaser left behind.
+a sweeper (``worker/celeryapp/followups.py``) enqueues any that a dead or failed releaser left behind.
 
 Safety does not rest on the TTL: a run that lost its lock is fenced out in the database (``fence.py``).
 Keys of one source share a hash tag, so the scripts also run on Redis Cluster.

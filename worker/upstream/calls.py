@@ -8,8 +8,8 @@ from typing import TypeVar
 
 import tenacity
 
-from worker import metrics
-from worker.errors import (
+from worker.infra import metrics
+from worker.infra.errors import (
     AuthenticationError,
     CircuitOpenError,
     FatalUpstreamError,
@@ -18,7 +18,7 @@ from worker.errors import (
     RetriableUpstreamError,
     UpstreamError,
 )
-from worker.settings import Settings
+from worker.infra.settings import Settings
 from worker.upstream.failures import FailureRecorder
 from worker.upstream.protocols import Breaker, EventSink
 from worker.upstream.retry import build_retrying, with_attempt_hook

@@ -11,8 +11,8 @@ from typing import Any
 
 from tenacity import RetryCallState
 
-from worker.errors import CircuitOpenError, UpstreamError
-from worker.settings import Settings
+from worker.infra.errors import CircuitOpenError, UpstreamError
+from worker.infra.settings import Settings
 from worker.upstream.protocols import Breaker, EventSink
 from worker.upstream.retry import retry_policy
 from worker.upstream.summary import redact_url, scrub_text, truncate

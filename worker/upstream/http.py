@@ -1,6 +1,6 @@
 """The transport edge: one pooled session per client, size-limited streaming, error classification.
 
-Every failure leaves this module as a ``worker.errors`` type; nothing above it looks at status codes
+Every failure leaves this module as a ``worker.infra.errors`` type; nothing above it looks at status codes
 or ``requests`` exceptions.
 """
 
@@ -19,7 +19,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
-from worker.errors import (
+from worker.infra.errors import (
     AuthenticationError,
     FatalUpstreamError,
     MalformedPayload,
@@ -27,7 +27,7 @@ from worker.errors import (
     RetriableUpstreamError,
     UpstreamError,
 )
-from worker.settings import Settings
+from worker.infra.settings import Settings
 from worker.upstream.summary import (
     request_summary,
     response_summary,

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from worker.errors import FatalUpstreamError
-from worker.upstream.odoo_values import format_odoo_datetime
+from worker.infra.errors import FatalUpstreamError
+from worker.kinds.odoo.values import format_odoo_datetime
 
 
 @dataclass(frozen=True)

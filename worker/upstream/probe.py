@@ -15,14 +15,14 @@ from typing import Any
 
 import requests
 
-from worker.errors import (
+from worker.infra.errors import (
     AuthenticationError,
     MalformedPayload,
     ResponseTooLarge,
     RetriableUpstreamError,
     UpstreamError,
 )
-from worker.settings import Settings
+from worker.infra.settings import Settings
 from worker.upstream.http import HttpResponse, HttpTransport, describe_error_body, parse_json
 from worker.upstream.summary import redact_url
 

@@ -21,7 +21,7 @@ class Breaker(Protocol):
 
 
 class EventSink(Protocol):
-    """What a client needs from ``worker.eventlog.EventLog``; ``record`` never raises."""
+    """What a client needs from ``worker.infra.eventlog.EventLog``; ``record`` never raises."""
 
     def record(
         self,

@@ -20,8 +20,8 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
-from worker.errors import RetriableUpstreamError
-from worker.settings import Settings
+from worker.infra.errors import RetriableUpstreamError
+from worker.infra.settings import Settings
 
 AttemptHook = Callable[[RetryCallState], None]
 

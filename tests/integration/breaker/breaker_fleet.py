@@ -9,7 +9,7 @@ import redis
 
 from worker.breaker import BreakerPolicy, CircuitBreaker
 from worker.breaker.state import BreakerState
-from worker.errors import CircuitOpenError, RetriableUpstreamError
+from worker.infra.errors import CircuitOpenError, RetriableUpstreamError
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -30,7 +30,7 @@ class QueueListener:
 
 
 class RecordingEventLog:
-    """An in-memory stand-in for worker.eventlog.EventLog."""
+    """An in-memory stand-in for worker.infra.eventlog.EventLog."""
 
     def __init__(self) -> None:
         self.types: list[str] = []

@@ -13,8 +13,8 @@ from breaker_tcp_proxy import TcpProxy
 from worker.breaker import breaker_redis, build_breaker
 from worker.breaker.redis_store import IDLE_CHECK_SECONDS, PackedScript, RedisBreakerStore
 from worker.breaker.state import BreakerState
-from worker.errors import CircuitOpenError, RetriableUpstreamError
-from worker.settings import BreakerSettings, load_settings
+from worker.infra.errors import CircuitOpenError, RetriableUpstreamError
+from worker.infra.settings import BreakerSettings, load_settings
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from worker.breaker.state import BreakerState
-from worker.errors import CircuitOpenError
+from worker.infra.errors import CircuitOpenError
 
 pytestmark = pytest.mark.integration
 

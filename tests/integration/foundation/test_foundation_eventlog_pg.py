@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 
 from models import EventLog as Row
 from models import Supplier
-from worker.db import make_engine
-from worker.eventlog import EventLog
-from worker.logs import bind_context, clear_context, configure_logging
-from worker.settings import Settings
+from worker.infra.db import make_engine
+from worker.infra.eventlog import EventLog
+from worker.infra.logs import bind_context, clear_context, configure_logging
+from worker.infra.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
 import models
-from worker.db import downgrade_database, make_engine, upgrade_database
+from worker.infra.db import downgrade_database, make_engine, upgrade_database
 
 pytestmark = pytest.mark.integration
 

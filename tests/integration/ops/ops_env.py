@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from worker.settings import Settings
+from worker.infra.settings import Settings
 
 REPO = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent

@@ -19,7 +19,7 @@ from ops_env import free_port
 from worker.breaker import build_breaker
 from worker.cli import main
 from worker.cli.output import CliState
-from worker.errors import RetriableUpstreamError
+from worker.infra.errors import RetriableUpstreamError
 from worker.sandbox import OdooSimulator, WooCommerceSimulator
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from image_spec import cmd, created_dirs, env, instructions, runtime_uid, runtim
 from ops_env import BIN, REPO, clean_env
 from store_contents import tables_in
 
-from worker.settings import load_settings
+from worker.infra.settings import load_settings
 
 UPSTREAM_VARIABLES = [
     "ODOO_URL",

@@ -32,10 +32,10 @@ from image_spec import created_dirs, env, runtime_uid
 from ops_env import REPO, clean_env, free_port
 from sqlalchemy import create_engine, text
 
-from worker.db import normalize_url
-from worker.eventlog import EventLog
-from worker.eventspool import check_spool_writable
-from worker.settings import Settings, SettingsError, load_settings
+from worker.infra.db import normalize_url
+from worker.infra.eventlog import EventLog
+from worker.infra.eventspool import check_spool_writable
+from worker.infra.settings import Settings, SettingsError, load_settings
 
 # As root, the work runs as the image's runtime uid; otherwise as this user, unprivileged already.
 UID = runtime_uid() if os.geteuid() == 0 else os.geteuid()

@@ -12,8 +12,8 @@ import requests
 from ops_env import clean_env, free_port
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker import metrics
 from worker.breaker import build_breaker
+from worker.infra import metrics
 
 
 class NoEvents:
@@ -73,13 +73,13 @@ def test_metrics_off_when_port_is_zero(settings_factory: Any) -> None:
 
 
 WRITER = """
-from worker import metrics
+from worker.infra import metrics
 metrics.record_event_written("sync.failed")
 metrics.record_sync_run("s", "full", "failed", 3.0, {"fetched": 5})
 """
 READER = """
 from prometheus_client import generate_latest
-from worker import metrics
+from worker.infra import metrics
 print(generate_latest(metrics.build_registry(None)).decode())
 """
 

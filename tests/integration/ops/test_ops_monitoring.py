@@ -27,8 +27,8 @@ from ops_env import free_port
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
-from worker import metrics
-from worker.settings import Settings
+from worker.infra import metrics
+from worker.infra.settings import Settings
 
 UPSTREAMS = {
     "woocommerce_url": "http://127.0.0.1:9",

@@ -10,11 +10,13 @@ import redis
 from sqlalchemy import Engine
 
 from worker.breaker import build_breaker
-from worker.db import make_session_factory
-from worker.eventlog import EventLog
-from worker.settings import Settings
+from worker.infra.db import make_session_factory
+from worker.infra.eventlog import EventLog
+from worker.infra.settings import Settings
+from worker.kinds.odoo.client import OdooClient
+from worker.kinds.woocommerce.client import WooCommerceClient
 from worker.sync import SyncDeps
-from worker.upstream import OdooClient, WooCommerceClient, build_retrying
+from worker.upstream import build_retrying
 
 BREAKER = {"failure_threshold": 2, "minimum_calls": 2, "open_seconds": 60.0}
 

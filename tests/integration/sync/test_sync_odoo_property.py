@@ -34,11 +34,11 @@ from sqlalchemy import Engine, text
 from sync_sim_mirror import assert_odoo_mirror, table_rows, versions
 
 from models import Supplier
+from worker.kinds.odoo.client import WANTED_FIELDS
+from worker.kinds.odoo.values import many2one_id, parse_odoo_datetime
 from worker.sandbox import OdooSimulator
 from worker.sandbox.wire import Request
 from worker.sync import RunStatus, SyncDeps, SyncSource, run_sync
-from worker.upstream.odoo import WANTED_FIELDS
-from worker.upstream.odoo_values import many2one_id, parse_odoo_datetime
 
 pytestmark = pytest.mark.integration
 ODOO = SyncSource.ODOO_SUPPLIERS

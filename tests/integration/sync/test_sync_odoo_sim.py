@@ -11,9 +11,9 @@ from sqlalchemy import Engine
 from sync_sim_mirror import assert_odoo_mirror, table_rows, versions
 
 from models import Supplier
+from worker.kinds.odoo.client import WANTED_FIELDS
 from worker.sandbox import OdooSimulator
 from worker.sync import RunStatus, SyncSource, run_sync
-from worker.upstream.odoo import WANTED_FIELDS
 
 pytestmark = pytest.mark.integration
 ODOO = SyncSource.ODOO_SUPPLIERS

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import Engine, event, select, text, update
 
 from models import Product
-from worker.db import make_engine, upgrade_database
-from worker.sync.normalize_woo import normalize_product
+from worker.infra.db import make_engine, upgrade_database
+from worker.kinds.woocommerce.normalize import normalize_product
 from worker.sync.sources import SPECS, SyncSource
 from worker.sync.store import upsert_page
 

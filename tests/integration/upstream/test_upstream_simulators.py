@@ -17,7 +17,7 @@ import redis
 from sqlalchemy import Engine, text
 
 from worker.breaker import build_breaker
-from worker.errors import (
+from worker.infra.errors import (
     AuthenticationError,
     CircuitOpenError,
     FatalUpstreamError,
@@ -25,9 +25,11 @@ from worker.errors import (
     ResponseTooLarge,
     RetriableUpstreamError,
 )
-from worker.eventlog import EventLog
+from worker.infra.eventlog import EventLog
+from worker.kinds.odoo.client import OdooClient
+from worker.kinds.woocommerce.client import WooCommerceClient
 from worker.sandbox import OdooSimulator, WooCommerceSimulator
-from worker.upstream import OdooClient, WooCommerceClient, build_retrying
+from worker.upstream import build_retrying
 
 pytestmark = pytest.mark.integration
 ATTEMPTS = 3

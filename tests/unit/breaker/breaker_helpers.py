@@ -45,7 +45,7 @@ class RecordingListener:
 
 
 class RecordingEventLog:
-    """An in-memory stand-in for worker.eventlog.EventLog."""
+    """An in-memory stand-in for worker.infra.eventlog.EventLog."""
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []

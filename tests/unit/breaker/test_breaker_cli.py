@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from worker.cli import breakers as cli
 from worker.cli.output import CliState
-from worker.settings import load_settings
+from worker.infra.settings import load_settings
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from breaker_helpers import RecordingEventLog
 
 from worker.breaker import breaker_redis, build_breaker, list_breakers
 from worker.breaker.state import BreakerState
-from worker.errors import RetriableUpstreamError
-from worker.settings import BreakerSettings, load_settings
+from worker.infra.errors import RetriableUpstreamError
+from worker.infra.settings import BreakerSettings, load_settings
 
 
 def test_build_breaker_uses_the_upstreams_policy_and_prefix() -> None:

@@ -11,7 +11,7 @@ from breaker_helpers import FakeClock, RecordingEventLog, RecordingListener, Rou
 
 from worker.breaker import BreakerPolicy, CircuitBreaker, EventLogListener
 from worker.breaker.state import BreakerState
-from worker.errors import CircuitOpenError, RetriableUpstreamError
+from worker.infra.errors import CircuitOpenError, RetriableUpstreamError
 
 
 def boom() -> None:

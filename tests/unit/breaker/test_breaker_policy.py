@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from worker.breaker.policy import BreakerPolicy, is_slow, open_duration, should_trip
-from worker.errors import (
+from worker.infra.errors import (
     AuthenticationError,
     FatalUpstreamError,
     MalformedPayload,
     RetriableUpstreamError,
 )
-from worker.settings import BreakerSettings
+from worker.infra.settings import BreakerSettings
 
 POLICY = BreakerPolicy(failure_threshold=5, failure_rate_threshold=0.5, minimum_calls=10)
 

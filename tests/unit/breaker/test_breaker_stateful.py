@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from worker.breaker import BreakerPolicy, CircuitBreaker
-from worker.errors import CircuitOpenError, FatalUpstreamError, RetriableUpstreamError
+from worker.infra.errors import CircuitOpenError, FatalUpstreamError, RetriableUpstreamError
 
 POLICY = BreakerPolicy(
     failure_threshold=3,

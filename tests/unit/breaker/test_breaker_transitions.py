@@ -8,7 +8,7 @@ from breaker_helpers import BreakerMaker, FakeClock, RecordingListener
 
 from worker.breaker import CircuitBreaker
 from worker.breaker.state import BreakerState
-from worker.errors import (
+from worker.infra.errors import (
     CircuitOpenError,
     FatalUpstreamError,
     InvalidRecord,

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from worker.celery_app import create_app
-from worker.celery_config import (
+from worker.celeryapp.app import create_app
+from worker.celeryapp.config import (
     CeleryConfigError,
     build_config,
     check_config,
@@ -104,12 +104,12 @@ def test_check_rejects_countdowns_past_the_visibility_timeout(settings_factory: 
 def test_importing_settings_does_not_build_the_app() -> None:
     # A fresh interpreter: this test process has long since imported the app.
     code = (
-        "import sys, worker.settings, worker.errors\n"
-        "assert 'worker.celery_app' not in sys.modules, 'app built'\n"
+        "import sys, worker.infra.settings, worker.infra.errors\n"
+        "assert 'worker.celeryapp.app' not in sys.modules, 'app built'\n"
         "assert 'celery' not in sys.modules, 'celery imported'\n"
         "import worker\n"
         "assert type(worker.app).__name__ == 'Celery'\n"
-        "assert 'worker.celery_app' in sys.modules\n"
+        "assert 'worker.celeryapp.app' in sys.modules\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ODOO_", "WOOCOMMERCE_"))}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)

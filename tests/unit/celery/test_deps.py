@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from worker import deps
+from worker.celeryapp import deps
+from worker.kinds.odoo.client import OdooClient
+from worker.kinds.woocommerce.client import WooCommerceClient
 from worker.sync import SyncDeps, SyncSource
-from worker.upstream import OdooClient, WooCommerceClient
 
 CONFIGURED = {
     "woocommerce_url": "http://127.0.0.1:9",
@@ -67,7 +68,7 @@ def test_a_forked_child_starts_without_the_parents_connections() -> None:
     # In a fresh interpreter: prefork children must never reuse the parent's sockets.
     code = (
         "import os, sys\n"
-        "from worker import deps\n"
+        "from worker.celeryapp import deps\n"
         "deps.get_redis(); deps.get_engine()\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"

@@ -11,11 +11,11 @@ from typing import Any
 import fakeredis
 import pytest
 
-from worker import followups
-from worker.celery_config import ODOO_QUEUE, WOOCOMMERCE_QUEUE
-from worker.followups import Sweeper, connect_followup_sweeper, grace_seconds, sweep
-from worker.schedule import ODOO_TASK, WOOCOMMERCE_TASK
-from worker.settings import Settings
+from worker.celeryapp import followups
+from worker.celeryapp.config import ODOO_QUEUE, WOOCOMMERCE_QUEUE
+from worker.celeryapp.followups import Sweeper, connect_followup_sweeper, grace_seconds, sweep
+from worker.celeryapp.schedule import ODOO_TASK, WOOCOMMERCE_TASK
+from worker.infra.settings import Settings
 from worker.sync.lock import Acquired, Deferred, Holder, RunLock, followups_name, lock_name
 from worker.sync.sources import SyncSource
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from celery.schedules import crontab
 
-from worker.schedule import ScheduleError, build_beat_schedule, parse_cron
+from worker.celeryapp.schedule import ScheduleError, build_beat_schedule, parse_cron
 
 WOO = {
     "woocommerce_url": "http://127.0.0.1:8080",

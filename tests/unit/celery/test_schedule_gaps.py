@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from worker.schedule import longest_gap_seconds, parse_cron, sync_intervals
+from worker.celeryapp.schedule import longest_gap_seconds, parse_cron, sync_intervals
 
 HOUR = 3600
 DAY = 24 * HOUR

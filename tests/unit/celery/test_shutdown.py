@@ -12,7 +12,13 @@ import pytest
 import redis
 from celery.signals import worker_ready, worker_shutting_down
 
-from worker.shutdown import CachedProbe, ShutdownFlag, connect_shutdown_signals, flag_key, start_escalation
+from worker.celeryapp.shutdown import (
+    CachedProbe,
+    ShutdownFlag,
+    connect_shutdown_signals,
+    flag_key,
+    start_escalation,
+)
 
 NODE = "sync-1@host"
 
@@ -98,7 +104,9 @@ def test_warm_shutdown_starts_escalation_only_when_configured(
     settings_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     started: list[float] = []
-    monkeypatch.setattr("worker.shutdown.start_escalation", lambda delay, **_: started.append(delay))
+    monkeypatch.setattr(
+        "worker.celeryapp.shutdown.start_escalation", lambda delay, **_: started.append(delay)
+    )
     client = fakeredis.FakeRedis()
     disconnect = connect_shutdown_signals(
         settings_factory(celery_shutdown_escalate_seconds=25), lambda: client

@@ -20,9 +20,9 @@ from models import Base, SyncRun
 from tasks import DeliveryGuard, execute
 from tasks.odoo import sync_suppliers
 from tasks.woocommerce import sync_products
-from worker import deps as deps_module
-from worker.errors import SyncRunFailed
-from worker.shutdown import TimeBudget, shutdown_requested
+from worker.celeryapp import deps as deps_module
+from worker.celeryapp.shutdown import TimeBudget, shutdown_requested
+from worker.infra.errors import SyncRunFailed
 from worker.sync import Counts, RunResult, RunStatus, SyncSource
 from worker.sync.requests import number_request
 

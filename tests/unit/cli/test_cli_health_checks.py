@@ -12,7 +12,7 @@ from worker.cli import health as health_module
 from worker.cli import main
 from worker.cli.health import CheckFailed, Finding, Skipped, run_check
 from worker.cli.output import CliState
-from worker.settings import Settings
+from worker.infra.settings import Settings
 
 
 def test_a_raising_check_is_down_with_its_message(settings_factory: Any) -> None:

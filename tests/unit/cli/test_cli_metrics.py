@@ -9,8 +9,8 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker import metrics
 from worker.breaker import build_breaker
+from worker.infra import metrics
 
 
 class NoEvents:

@@ -14,7 +14,7 @@ import worker.demo
 from worker.cli import main
 from worker.cli.run import UPSTREAM_VARIABLES, stack_commands
 from worker.demo.stack import is_operator_setting
-from worker.settings import load_settings
+from worker.infra.settings import load_settings
 
 EVERY_UPSTREAM_VARIABLE = [name for names in UPSTREAM_VARIABLES.values() for name in names]
 

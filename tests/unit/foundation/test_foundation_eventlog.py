@@ -17,14 +17,14 @@ import redis
 from sqlalchemy import Engine, event, insert, select
 from sqlalchemy.orm import Session
 
-import worker.eventlog as eventlog_module
-import worker.eventspool as eventspool_module
+import worker.infra.eventlog as eventlog_module
+import worker.infra.eventspool as eventspool_module
 from models import Base, Supplier
 from models import EventLog as Row
-from worker.db import make_engine
-from worker.eventlog import EventLog
-from worker.eventspool import RedisSpool
-from worker.settings import Settings
+from worker.infra.db import make_engine
+from worker.infra.eventlog import EventLog
+from worker.infra.eventspool import RedisSpool
+from worker.infra.settings import Settings
 
 CANARY_KEY = "ck_canary_7f3a9b2c4d"
 CANARY_SECRET = "cs_canary_e8d1f0a6b5"
@@ -390,7 +390,7 @@ def test_record_never_raises_even_when_every_store_fails(
     settings = settings_factory(event_spool_path=str(blocker / "events.spool"))
     server.connected = False
     log = make_log(dead_engine, fakeredis.FakeRedis(server=server), settings, clock)
-    with caplog.at_level(logging.ERROR, logger="worker.eventlog"):
+    with caplog.at_level(logging.ERROR, logger="worker.infra.eventlog"):
         log.record("doomed", payload={"n": 1})
         assert log.flush_pending() == 0
     # The event is not silently dropped: the last resort is the log itself.

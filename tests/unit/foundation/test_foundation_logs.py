@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from celery import Celery, signals
 
-from worker.logs import (
+from worker.infra.logs import (
     SyncworkerHandler,
     bind_context,
     clear_context,
@@ -22,7 +22,7 @@ from worker.logs import (
     disconnect_celery_signals,
     log_context,
 )
-from worker.settings import Settings
+from worker.infra.settings import Settings
 
 CANARY = "cs_canary_5e1d9c0b7a"
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.redaction import MASK, Redactor, is_sensitive_key, jsonable, truncate
+from worker.infra.redaction import MASK, Redactor, is_sensitive_key, jsonable, truncate
 
 SECRET = "cs_0123456789abcdef"
 

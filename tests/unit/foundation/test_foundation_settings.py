@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from worker.settings import Settings, SettingsError, load_settings
+from worker.infra.settings import Settings, SettingsError, load_settings
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[3] / ".env.example"
 CANARY_KEY = "ck_canary_0d9e8f7a6b"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.eventspool import FileSpool, check_spool_writable
-from worker.settings import SettingsError
+from worker.infra.eventspool import FileSpool, check_spool_writable
+from worker.infra.settings import SettingsError
 
 
 def test_a_missing_directory_is_created_and_nothing_else_is_left(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 
 import models
-from worker import jsonio
-from worker.db import make_engine, upgrade_database
+from worker.infra import jsonio
+from worker.infra.db import make_engine, upgrade_database
 
 
 @pytest.mark.parametrize(

@@ -12,10 +12,10 @@ from prometheus_client.core import Metric
 from sqlalchemy import Table, insert
 
 from models import SyncState
-from worker import metrics
-from worker.db import make_engine
-from worker.eventspool import FileSpool
-from worker.metrics_scrape import (
+from worker.infra import metrics
+from worker.infra.db import make_engine
+from worker.infra.eventspool import FileSpool
+from worker.infra.metrics_scrape import (
     EventSpoolCollector,
     SourceSuccess,
     SyncIntervalCollector,

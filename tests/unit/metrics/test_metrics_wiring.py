@@ -7,9 +7,9 @@ from typing import Any
 import fakeredis
 import pytest
 
-from worker import metrics
 from worker.breaker.factory import build_breaker
-from worker.errors import CircuitOpenError, MalformedPayload
+from worker.infra import metrics
+from worker.infra.errors import CircuitOpenError, MalformedPayload
 from worker.upstream.calls import GuardedCall, call_outcome
 from worker.upstream.failures import FailureRecorder
 from worker.upstream.retry import build_retrying

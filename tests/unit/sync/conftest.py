@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine
 from sync_fakes import FakeClock, FakeEventLog, FakeOdoo, FakeWoo
 
-from worker.db import make_engine, make_session_factory, upgrade_database
+from worker.infra.db import make_engine, make_session_factory, upgrade_database
 from worker.sync import SyncDeps, SyncSource, run_sync
 from worker.sync.requests import number_request
 

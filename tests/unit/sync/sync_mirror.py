@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, select, text
 
 from models import Product, Supplier, SyncRun, SyncState
-from worker.upstream.odoo_values import parse_odoo_datetime
+from worker.kinds.odoo.values import parse_odoo_datetime
 
 
 def rows(engine: Engine, model: Any, key: str) -> dict[int, dict[str, Any]]:

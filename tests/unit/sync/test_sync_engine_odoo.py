@@ -10,9 +10,9 @@ from sqlalchemy import Engine
 from sync_fakes import FakeClock, FakeEventLog, FakeOdoo
 from sync_mirror import assert_odoo_mirror, runs, state, suppliers
 
-from worker.errors import CircuitOpenError, RetriableUpstreamError
+from worker.infra.errors import CircuitOpenError, RetriableUpstreamError
+from worker.kinds.odoo.passes import dump_cursor, load_cursor
 from worker.sync import RunStatus, SyncSource
-from worker.sync.odoo_pass import dump_cursor, load_cursor
 from worker.upstream.paging import OdooCursor
 
 ODOO = SyncSource.ODOO_SUPPLIERS

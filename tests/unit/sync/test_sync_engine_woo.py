@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 from sync_fakes import FakeClock, FakeEventLog, FakeWoo, Page
 from sync_mirror import assert_woo_mirror, products, runs, state
 
-from worker.errors import CircuitOpenError, FatalUpstreamError, RetriableUpstreamError
+from worker.infra.errors import CircuitOpenError, FatalUpstreamError, RetriableUpstreamError
 from worker.sync import RunStatus, SyncSource, run_sync
 from worker.sync.lock import Acquired, Deferred, Holder, RunLock, followups_name, lock_name
 from worker.sync.requests import number_request

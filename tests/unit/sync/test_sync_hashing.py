@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sync_fakes import sample
 
+from worker.kinds.woocommerce.normalize import normalize_product
 from worker.sync.hashing import _default, canonical_json, canonical_json_bytes, content_hash
-from worker.sync.normalize_woo import normalize_product
 from worker.upstream.http import parse_json
 
 
@@ -23,7 +23,7 @@ def test_stable_across_key_order_and_processes() -> None:
     assert content_hash(row) == content_hash(shuffled)
     code = (
         "import json,sys; from worker.sync.hashing import content_hash; "
-        "from worker.sync.normalize_woo import normalize_product; "
+        "from worker.kinds.woocommerce.normalize import normalize_product; "
         "print(content_hash(normalize_product(json.load(sys.stdin))))"
     )
     raw = (sample.__globals__["SAMPLES"] / "woo_product_simple.json").read_text()

@@ -9,9 +9,14 @@ from typing import Any
 import pytest
 from sync_fakes import sample
 
-from worker.errors import InvalidRecord
-from worker.sync.normalize_odoo import normalize_supplier
-from worker.sync.normalize_woo import normalize_product, normalize_variation, parse_manage_stock, parse_money
+from worker.infra.errors import InvalidRecord
+from worker.kinds.odoo.normalize import normalize_supplier
+from worker.kinds.woocommerce.normalize import (
+    normalize_product,
+    normalize_variation,
+    parse_manage_stock,
+    parse_money,
+)
 
 
 def test_simple_product_sample() -> None:

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from worker.kinds.woocommerce.normalize import normalize_product, normalize_variation
 from worker.sync.hashing import content_hash
-from worker.sync.normalize_woo import normalize_product, normalize_variation
 
 REAL = Path(__file__).parent / "samples" / "real"
 

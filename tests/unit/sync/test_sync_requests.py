@@ -11,7 +11,7 @@ from sqlalchemy import Engine, event
 from sync_fakes import FakeWoo
 from sync_mirror import runs, state
 
-from worker.db import make_session_factory
+from worker.infra.db import make_session_factory
 from worker.sync import RunStatus, SyncSource, fence
 from worker.sync.context import transaction
 from worker.sync.requests import number_request

@@ -15,13 +15,13 @@ from sync_fakes import FakeClock, FakeEventLog, FakeOdoo, FakeWoo
 from sync_mirror import runs, state, suppliers
 
 from models import Product
-from worker import metrics
-from worker.db import make_session_factory
+from worker.infra import metrics
+from worker.infra.db import make_session_factory
+from worker.kinds.woocommerce.normalize import normalize_product
 from worker.sync import Counts, RunStatus, SyncDeps, SyncSource, fence, run_sync
 from worker.sync.context import RunContext, transaction
 from worker.sync.fence import FencedOut
 from worker.sync.lock import Acquired, Holder, LockHeartbeat, LockLost, RunLock, lock_name
-from worker.sync.normalize_woo import normalize_product
 from worker.sync.runs import close_stale_runs, finish_run, open_run
 from worker.sync.sources import spec_for
 
@@ -351,7 +351,7 @@ def test_every_closed_run_is_counted_once(
     holder.release()
 
     failed = runs_counted("incremental", "failed")
-    from worker.errors import FatalUpstreamError
+    from worker.infra.errors import FatalUpstreamError
 
     woo.fail = lambda op, args: FatalUpstreamError("gone", upstream="woocommerce", operation=op)
     assert sync(WOO).status is RunStatus.FAILED

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from upstream_helpers import Reply, Request, ScriptedServer, chunks
 
-from worker.errors import (
+from worker.infra.errors import (
     AuthenticationError,
     FatalUpstreamError,
     MalformedPayload,

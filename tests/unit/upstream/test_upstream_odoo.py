@@ -12,8 +12,8 @@ import pytest
 from upstream_helpers import ODOO_KEY, FakeBreaker, FakeEventLog, Reply, ScriptedServer
 from upstream_odoo_fake import DB, LOGIN, FakeOdoo
 
-from worker.errors import AuthenticationError, FatalUpstreamError, MalformedPayload
-from worker.upstream.odoo import OdooClient
+from worker.infra.errors import AuthenticationError, FatalUpstreamError, MalformedPayload
+from worker.kinds.odoo.client import OdooClient
 from worker.upstream.paging import OdooCursor
 from worker.upstream.retry import build_retrying
 

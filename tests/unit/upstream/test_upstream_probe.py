@@ -17,8 +17,8 @@ import pytest
 from upstream_helpers import KEY, ODOO_KEY, SECRET, Reply, Request, ScriptedServer
 from upstream_odoo_fake import DB, LOGIN, FakeOdoo
 
-from worker.upstream.probe_odoo import probe_odoo
-from worker.upstream.probe_woocommerce import probe_woocommerce
+from worker.kinds.odoo.probe import probe_odoo
+from worker.kinds.woocommerce.probe import probe_woocommerce
 
 JSON = {"Content-Type": "application/json; charset=UTF-8"}
 HTML = {"Content-Type": "text/html; charset=UTF-8"}

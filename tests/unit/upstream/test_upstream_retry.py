@@ -9,7 +9,7 @@ import tenacity
 from tenacity import RetryCallState
 from upstream_helpers import FakeBreaker, FakeEventLog
 
-from worker.errors import (
+from worker.infra.errors import (
     CircuitOpenError,
     FatalUpstreamError,
     MalformedPayload,

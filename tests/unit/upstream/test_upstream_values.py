@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from worker.errors import FatalUpstreamError
-from worker.upstream.odoo_values import many2one_id, odoo_value, parse_odoo_datetime
+from worker.infra.errors import FatalUpstreamError
+from worker.kinds.odoo.values import many2one_id, odoo_value, parse_odoo_datetime
+from worker.kinds.woocommerce.client import woo_datetime
 from worker.upstream.paging import OdooCursor, PageNumbers
-from worker.upstream.woocommerce import woo_datetime
 
 
 def test_odoo_false_is_null_except_for_booleans() -> None:

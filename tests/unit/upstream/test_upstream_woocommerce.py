@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from upstream_helpers import KEY, SECRET, FakeBreaker, FakeEventLog, FakeWoo, Reply, ScriptedServer
 
-from worker.errors import AuthenticationError, CircuitOpenError, FatalUpstreamError, MalformedPayload
-from worker.upstream.woocommerce import WooCommerceClient
+from worker.infra.errors import AuthenticationError, CircuitOpenError, FatalUpstreamError, MalformedPayload
+from worker.kinds.woocommerce.client import WooCommerceClient
 
 JSON = {"Content-Type": "application/json"}
 

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from worker.errors import CircuitOpenError, counts_as_breaker_failure
+from worker.infra.errors import CircuitOpenError, counts_as_breaker_failure
 
 KEY = "ck_0123456789abcdef0123456789abcdef"
 SECRET = "cs_fedcba9876543210fedcba9876543210"

@@ -14,12 +14,14 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker.breaker import breaker_redis, build_breaker
-from worker.db import make_engine, make_session_factory
-from worker.eventlog import EventLog
-from worker.settings import Settings
-from worker.settings import get_settings as _load_settings
+from worker.infra.db import make_engine, make_session_factory
+from worker.infra.eventlog import EventLog
+from worker.infra.settings import Settings
+from worker.infra.settings import get_settings as _load_settings
+from worker.kinds.odoo.client import OdooClient
+from worker.kinds.woocommerce.client import WooCommerceClient
 from worker.sync import SyncDeps, SyncSource
-from worker.upstream import OdooClient, WooCommerceClient, build_retrying
+from worker.upstream import build_retrying
 
 # Which breaker guards which source.
 BREAKER_FOR = {SyncSource.ODOO_SUPPLIERS: "odoo", SyncSource.WOOCOMMERCE_PRODUCTS: "woocommerce"}

@@ -20,8 +20,8 @@ from typing import IO, Any
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
-from worker.redaction import Redactor, jsonable
-from worker.settings import Settings
+from worker.infra.redaction import Redactor, jsonable
+from worker.infra.settings import Settings
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _context: ContextVar[Mapping[str, Any]] = ContextVar("syncworker_log_context", default=_EMPTY)
@@ -200,7 +200,7 @@ def connect_celery_signals(settings: Settings | None = None) -> None:
     from celery import signals
 
     def on_setup_logging(**_: Any) -> None:
-        from worker.settings import get_settings
+        from worker.infra.settings import get_settings
 
         configure_logging(settings if settings is not None else get_settings())
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import redis
 from celery import Celery
 
-from worker.celery_config import build_config, check_config
-from worker.followups import connect_followup_sweeper
-from worker.logs import connect_celery_signals
-from worker.metrics import install_celery_metrics_hooks
-from worker.schedule import build_beat_schedule
-from worker.settings import Settings, get_settings
-from worker.shutdown import connect_shutdown_signals
+from worker.celeryapp.config import build_config, check_config
+from worker.celeryapp.followups import connect_followup_sweeper
+from worker.celeryapp.schedule import build_beat_schedule
+from worker.celeryapp.shutdown import connect_shutdown_signals
+from worker.infra.logs import connect_celery_signals
+from worker.infra.metrics import install_celery_metrics_hooks
+from worker.infra.settings import Settings, get_settings
 
 TASK_MODULES = ("tasks.odoo", "tasks.woocommerce")
 
@@ -29,7 +29,7 @@ def create_app(settings: Settings) -> Celery:
 
 
 def _redis() -> redis.Redis:
-    from worker.deps import get_redis
+    from worker.celeryapp.deps import get_redis
 
     return get_redis()
 
@@ -38,7 +38,7 @@ def _wire_process(settings: Settings) -> None:
     # deps is imported lazily: it pulls in the engine, clients and sync code, which neither beat nor
     # the CLI needs just to load the app.
     def redis_client() -> redis.Redis:
-        from worker.deps import get_redis
+        from worker.celeryapp.deps import get_redis
 
         return get_redis()
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from worker.errors import InvalidRecord
+from worker.infra.errors import InvalidRecord
 
 VARIATION_TYPE = "variation"
 

@@ -15,11 +15,11 @@ from typing import Any
 import requests
 import tenacity
 
-from worker.errors import FatalUpstreamError
-from worker.settings import Settings
+from worker.infra.errors import FatalUpstreamError
+from worker.infra.settings import Settings
+from worker.kinds.odoo.rpc import UPSTREAM, Json2, OdooRpc, XmlRpc
 from worker.upstream.calls import GuardedClient
 from worker.upstream.http import HttpTransport
-from worker.upstream.odoo_rpc import UPSTREAM, Json2, OdooRpc, XmlRpc
 from worker.upstream.paging import OdooCursor
 from worker.upstream.protocols import Breaker, EventSink
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from worker.errors import InvalidRecord
-from worker.sync.normalize_woo import record_id
-from worker.upstream.odoo_values import many2one_id, odoo_value, parse_odoo_datetime
+from worker.infra.errors import InvalidRecord
+from worker.kinds.odoo.values import many2one_id, odoo_value, parse_odoo_datetime
+from worker.kinds.woocommerce.normalize import record_id
 
 TEXT_FIELDS = ("email", "phone", "vat", "ref", "website", "street", "street2", "city", "zip")
 

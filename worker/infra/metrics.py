@@ -5,7 +5,7 @@ Counters and histograms work with prefork workers through prometheus-client's mu
 process writes its samples to files there and the exporter in the worker's main process sums them.
 The breaker state is not a per-process value at all: it lives in Redis for the whole fleet, so a
 collector reads it at scrape time and any process's exporter reports the same, current truth; so do the
-gauges of ``worker.metrics_scrape`` (last successes, schedule, event spools).
+gauges of ``worker.infra.metrics_scrape`` (last successes, schedule, event spools).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
-from worker.settings import Settings
+from worker.infra.settings import Settings
 
-logger = logging.getLogger("worker.metrics")
+logger = logging.getLogger("worker.infra.metrics")
 
 PREFIX = "syncworker"
 BREAKER_NAMES = ("odoo", "woocommerce")
@@ -226,8 +226,8 @@ def start_metrics_server(settings: Settings, *, addr: str = "0.0.0.0") -> Any | 
     if not settings.metrics_port:
         return None
     from worker.breaker import breaker_redis
-    from worker.metrics_scrape import scrape_collectors
-    from worker.schedule import sync_intervals
+    from worker.celeryapp.schedule import sync_intervals
+    from worker.infra.metrics_scrape import scrape_collectors
 
     client = breaker_redis(settings)
     intervals = sync_intervals(settings)

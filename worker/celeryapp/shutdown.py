@@ -20,7 +20,7 @@ import redis
 from celery import current_task
 from celery.signals import worker_ready, worker_shutting_down
 
-from worker.settings import Settings
+from worker.infra.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def shutdown_requested() -> bool:
     if not nodename:
         return False
     if _probe is None:
-        from worker.deps import get_redis, get_settings
+        from worker.celeryapp.deps import get_redis, get_settings
 
         _probe = CachedProbe(flag_for(get_settings(), get_redis()))
     return _probe(nodename)

@@ -18,8 +18,8 @@ import requests
 import tenacity
 from requests.auth import HTTPBasicAuth
 
-from worker.errors import FatalUpstreamError, MalformedPayload
-from worker.settings import Settings
+from worker.infra.errors import FatalUpstreamError, MalformedPayload
+from worker.infra.settings import Settings
 from worker.upstream.calls import GuardedClient
 from worker.upstream.http import HttpResponse, HttpTransport, parse_json
 from worker.upstream.paging import PageNumbers

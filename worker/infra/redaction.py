@@ -90,7 +90,7 @@ class Redactor:
 
     @classmethod
     def from_settings(cls, settings: Any) -> Redactor:
-        """A redactor for every secret configured in ``settings`` (a ``worker.settings.Settings``)."""
+        """A redactor for every secret configured in ``settings`` (a ``worker.infra.settings.Settings``)."""
         return cls(settings.secret_values())
 
     def scrub_text(self, text: str, limit: int | None = None) -> str:

@@ -17,9 +17,9 @@ from typing import Any
 import redis
 from celery.signals import worker_ready, worker_shutting_down
 
-from worker.celery_config import ODOO_QUEUE, WOOCOMMERCE_QUEUE
-from worker.schedule import ODOO_TASK, WOOCOMMERCE_TASK
-from worker.settings import Settings
+from worker.celeryapp.config import ODOO_QUEUE, WOOCOMMERCE_QUEUE
+from worker.celeryapp.schedule import ODOO_TASK, WOOCOMMERCE_TASK
+from worker.infra.settings import Settings
 from worker.sync.lock import FULL, followups_name, lock_name
 from worker.sync.sources import SyncSource
 

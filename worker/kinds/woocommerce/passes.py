@@ -25,13 +25,13 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from worker.kinds.woocommerce.normalize import normalize_product, normalize_variation
+from worker.kinds.woocommerce.reconcile import reconcile_products
+from worker.kinds.woocommerce.variations import Variations, gone_variations, read_variations
 from worker.sync.context import RunContext, transaction
-from worker.sync.normalize_woo import normalize_product, normalize_variation
 from worker.sync.protocols import WooClientLike, WooPageLike
 from worker.sync.reconcile import mark_keys_deleted
 from worker.sync.state import Bookmark
-from worker.sync.woo_reconcile import reconcile_products
-from worker.sync.woo_variations import Variations, gone_variations, read_variations
 from worker.sync.writer import PageWriter
 
 LISTING_STATUS = {"new": "any", "products": "any", "trash": "trash"}

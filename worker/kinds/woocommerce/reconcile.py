@@ -27,12 +27,12 @@ from sqlalchemy import Connection, delete, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from models import ReconcileSeenId
+from worker.kinds.woocommerce.normalize import normalize_product, normalize_variation
+from worker.kinds.woocommerce.variations import read_variations, usable_id
 from worker.sync.context import RunContext, transaction
-from worker.sync.normalize_woo import normalize_product, normalize_variation
 from worker.sync.protocols import WooClientLike
 from worker.sync.reconcile import mark_keys_deleted, mark_orphaned_variations
 from worker.sync.sources import table_of
-from worker.sync.woo_variations import read_variations, usable_id
 
 CONFIRM_BATCH = 100  # WooCommerce's per_page maximum: one request per status per batch
 SEEN = table_of(ReconcileSeenId)

@@ -27,11 +27,11 @@ from sqlalchemy import event, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from models import EventLog as EventLogRow
-from worker import metrics
-from worker.db import make_engine
-from worker.eventspool import FileSpool, PendingEvent, RedisSpool, parse_lines, unique_events
-from worker.redaction import Redactor, jsonable
-from worker.settings import Settings
+from worker.infra import metrics
+from worker.infra.db import make_engine
+from worker.infra.eventspool import FileSpool, PendingEvent, RedisSpool, parse_lines, unique_events
+from worker.infra.redaction import Redactor, jsonable
+from worker.infra.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import requests
 
-from worker.errors import AuthenticationError, RetriableUpstreamError, UpstreamError
-from worker.settings import Settings
+from worker.infra.errors import AuthenticationError, RetriableUpstreamError, UpstreamError
+from worker.infra.settings import Settings
+from worker.kinds.woocommerce.client import API_PATH, UPSTREAM, credentials, parse_page
 from worker.upstream.http import HttpResponse
 from worker.upstream.probe import (
     OPERATION,
@@ -29,7 +30,6 @@ from worker.upstream.probe import (
     request_failure,
     upstream_words,
 )
-from worker.upstream.woocommerce import API_PATH, UPSTREAM, credentials, parse_page
 
 LABEL = "WooCommerce"
 NAMESPACE = "wc/v3"

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from worker.errors import FatalUpstreamError
+from worker.infra.errors import FatalUpstreamError
 from worker.sync.context import RunContext, transaction
 from worker.sync.protocols import WooClientLike
 

@@ -22,12 +22,12 @@ from sqlalchemy import Engine, select
 from sqlalchemy.pool import NullPool
 
 from models import SyncState
-from worker.db import make_engine
-from worker.eventspool import FileSpool, RedisSpool
-from worker.metrics import PREFIX
-from worker.settings import Settings
+from worker.infra.db import make_engine
+from worker.infra.eventspool import FileSpool, RedisSpool
+from worker.infra.metrics import PREFIX
+from worker.infra.settings import Settings
 
-logger = logging.getLogger("worker.metrics")
+logger = logging.getLogger("worker.infra.metrics")
 
 DB_CONNECT_TIMEOUT = 2
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import redis
 
-from worker.settings import SettingsError
+from worker.infra.settings import SettingsError
 
-logger = logging.getLogger("worker.eventlog")
+logger = logging.getLogger("worker.infra.eventlog")
 
 
 @dataclass(frozen=True)

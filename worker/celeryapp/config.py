@@ -12,7 +12,7 @@ from typing import Any
 
 from kombu.entity import Exchange, Queue
 
-from worker.settings import Settings
+from worker.infra.settings import Settings
 
 ODOO_QUEUE = "odoo"
 WOOCOMMERCE_QUEUE = "woocommerce"

@@ -11,7 +11,7 @@ import xml.parsers.expat
 import xmlrpc.client
 from typing import Any, Protocol
 
-from worker.errors import (
+from worker.infra.errors import (
     AuthenticationError,
     FatalUpstreamError,
     MalformedPayload,
@@ -39,7 +39,7 @@ TRANSIENT_FAULT_MARKERS = (
 
 
 class OdooRpc(Protocol):
-    """One Odoo model method call, classified into ``worker.errors`` on failure."""
+    """One Odoo model method call, classified into ``worker.infra.errors`` on failure."""
 
     def call(self, model: str, method: str, named: dict[str, Any], *, operation: str) -> Any: ...
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from celery.schedules import crontab
 
-from worker.celery_config import ODOO_QUEUE, WOOCOMMERCE_QUEUE
-from worker.settings import Settings
+from worker.celeryapp.config import ODOO_QUEUE, WOOCOMMERCE_QUEUE
+from worker.infra.settings import Settings
 
 ODOO_TASK = "tasks.odoo.sync_suppliers"
 WOOCOMMERCE_TASK = "tasks.woocommerce.sync_products"

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import requests
 
-from worker.errors import AuthenticationError, FatalUpstreamError, UpstreamError
-from worker.settings import Settings
-from worker.upstream.odoo import JSON2_MIN_MAJOR, MODEL, odoo_credentials
-from worker.upstream.odoo_rpc import UPSTREAM, Json2, XmlRpc
+from worker.infra.errors import AuthenticationError, FatalUpstreamError, UpstreamError
+from worker.infra.settings import Settings
+from worker.kinds.odoo.client import JSON2_MIN_MAJOR, MODEL, odoo_credentials
+from worker.kinds.odoo.rpc import UPSTREAM, Json2, XmlRpc
 from worker.upstream.probe import (
     OPERATION,
     BudgetTransport,

@@ -17,12 +17,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from worker.kinds.odoo.normalize import normalize_supplier
+from worker.kinds.woocommerce.passes import iso, parse_iso
 from worker.sync.context import RunContext, transaction
-from worker.sync.normalize_odoo import normalize_supplier
 from worker.sync.protocols import OdooClientLike
 from worker.sync.reconcile import mark_missing
 from worker.sync.state import Bookmark
-from worker.sync.woo_pass import iso, parse_iso
 from worker.upstream.paging import OdooCursor
 
 ID_CHUNK = 1000
