@@ -6,7 +6,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
@@ -15,12 +15,18 @@ from models.types import BigId, JSONDocument, Money, UTCDateTime
 
 class Product(Base):
     __tablename__ = "products"
-    __table_args__ = (Index("ix_products_sku", "sku"),)
+    __table_args__ = (
+        UniqueConstraint("source", "woo_id", name="uq_products_source_woo_id"),
+        Index("ix_products_source_parent", "source", "parent_woo_id"),
+        Index("ix_products_sku", "sku"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    woo_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    # The configured source the row mirrors: the same upstream id in two shops is two rows.
+    source: Mapped[str] = mapped_column(String(64))
+    woo_id: Mapped[int] = mapped_column(BigInteger)
     # NULL for products; the parent product's WooCommerce id for variations.
-    parent_woo_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    parent_woo_id: Mapped[int | None] = mapped_column(BigInteger)
     type: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(32))
     # Not unique: variations without their own SKU report the parent's.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
@@ -14,9 +14,12 @@ from models.types import BigId, JSONDocument, UTCDateTime
 
 class Supplier(Base):
     __tablename__ = "suppliers"
+    __table_args__ = (UniqueConstraint("source", "odoo_id", name="uq_suppliers_source_odoo_id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    odoo_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    # The configured source the row mirrors: the same upstream id in two databases is two rows.
+    source: Mapped[str] = mapped_column(String(64))
+    odoo_id: Mapped[int] = mapped_column(BigInteger)
     name: Mapped[str] = mapped_column(Text)
     email: Mapped[str | None] = mapped_column(Text)
     phone: Mapped[str | None] = mapped_column(String(100))

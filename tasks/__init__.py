@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 from celery import Task
 from celery.exceptions import Ignore, Reject
 
+from worker.celeryapp.config import SYNC_TASK, queue_for
 from worker.celeryapp.shutdown import TimeBudget, shutdown_requested
 from worker.infra.errors import CANCELLATIONS, SyncRunFailed
-from worker.sync import RunResult, RunStatus, SyncSource, run_sync
+from worker.sync import RunResult, RunStatus, run_sync
 from worker.sync.requests import number_request
 from worker.sync.runs import served_by
 
@@ -83,7 +84,7 @@ class DeliveryGuard:
         self.client.delete(self.key(task_id))
 
 
-def summary(source: SyncSource, full: bool, result: RunResult, request: int | None = None) -> dict[str, Any]:
+def summary(source: str, full: bool, result: RunResult, request: int | None = None) -> dict[str, Any]:
     """The small JSON-able result stored in the result backend (no secrets: no arguments, no URLs)."""
     meta = {
         "source": str(source),
@@ -109,7 +110,7 @@ def _guard() -> DeliveryGuard:
     return DeliveryGuard(get_redis(), settings.redis_key_prefix, settings.sync_max_redeliveries, ttl)
 
 
-def _drop(source: SyncSource, full: bool, task_id: str, count: int, guard: DeliveryGuard) -> SyncRunFailed:
+def _drop(source: str, full: bool, task_id: str, count: int, guard: DeliveryGuard) -> SyncRunFailed:
     from worker.celeryapp.deps import get_event_log
 
     get_event_log().record(
@@ -123,14 +124,14 @@ def _drop(source: SyncSource, full: bool, task_id: str, count: int, guard: Deliv
     return SyncRunFailed(f"{source}: dropped after {count} deliveries that did not finish (redelivery_limit)")
 
 
-def finish_as(task: Task[Any, Any], state: str, meta: dict[str, Any]) -> None:
+def finish_as(task: Task[Any, Any], state: str, meta: dict[str, Any]) -> NoReturn:
     """End the task in a custom ``state``: stored in the backend, sent to Flower, message acked."""
     task.update_state(state=state, meta=meta)
     task.send_event(f"task-{state.lower()}", result=meta)
     raise Ignore
 
 
-def request_of(task: Task[Any, Any], source: SyncSource, given: int | None) -> int:
+def request_of(task: Task[Any, Any], source: str, given: int | None) -> int:
     """This message's request number: given by whoever enqueued it, else fixed at its first delivery
     (kept in Redis under the task id, so a redelivery keeps it; lost with Redis, it is only renumbered,
     which can cost a run, never skip one)."""
@@ -155,35 +156,37 @@ def request_of(task: Task[Any, Any], source: SyncSource, given: int | None) -> i
     return int(known) if known is not None else number
 
 
-def enqueue(task: Task[Any, Any], source: SyncSource, *, full: bool) -> tuple[str, int]:
-    """Send one request for ``source`` and return its task id and request number."""
+def enqueue(app: Any, source: str, *, full: bool) -> tuple[str, int]:
+    """Send one request for ``source`` and return its task id and request number.
+
+    Only the source's name, the mode and the request number travel: credentials stay in the workers.
+    """
     from worker.celeryapp.deps import get_session_factory
 
     number = number_request(get_session_factory(), source)
-    return str(task.apply_async(kwargs={"full": full, "request": number}).id), number
+    kwargs = {"source": str(source), "full": full, "request": number}
+    return str(app.send_task(SYNC_TASK, kwargs=kwargs, queue=queue_for(full)).id), number
 
 
-def followups_for(task: Task[Any, Any], source: SyncSource) -> Any:
+def followups_for(task: Task[Any, Any], source: str) -> Any:
     def dispatch(pending: list[str]) -> None:
         # A full run serves incremental requests too: never two follow-ups where one does.
         full = "full" in pending
-        task_id, number = enqueue(task, source, full=full)
+        task_id, number = enqueue(task.app, source, full=full)
         log.info("follow-up run enqueued", extra={"source": str(source), "full": full, "task_id": task_id,
                                                    "request": number})  # fmt: skip
 
     return dispatch
 
 
-def _served(source: SyncSource, request: int, full: bool) -> int | None:
+def _served(source: str, request: int, full: bool) -> int | None:
     from worker.celeryapp.deps import get_session_factory
 
     with get_session_factory()() as session:
         return served_by(session.connection(), source, request=request, full=full)
 
 
-def execute(
-    task: Task[Any, Any], source: SyncSource, *, full: bool, request: int | None = None
-) -> dict[str, Any]:
+def execute(task: Task[Any, Any], source: str, *, full: bool, request: int | None = None) -> dict[str, Any]:
     """Run one sync for a delivered message and decide the message's fate (see the table above).
 
     Raises:
@@ -192,10 +195,18 @@ def execute(
         SyncRunFailed: the run failed (or the message kept crashing its worker).
         Retry: a redelivered message met a lock its own crashed delivery may have left behind.
     """
-    from worker.celeryapp.deps import get_deps, get_settings
+    from worker.celeryapp.deps import SourceDisabled, get_deps, get_settings
+    from worker.sources.catalog import UnknownSource
 
     settings = get_settings()
     task_id: str | None = task.request.id
+    try:
+        deps = get_deps(source)
+    except UnknownSource as exc:
+        # Removed since the message was sent: nothing to run, and retrying cannot help.
+        raise SyncRunFailed(str(exc)) from None
+    except SourceDisabled:
+        finish_as(task, "SKIPPED", {"source": str(source), "full": full, "status": "disabled"})
     guard = _guard()
     count = guard.begin(task_id) if task_id is not None else 1
     if task_id is not None and guard.over_limit(count):
@@ -210,7 +221,7 @@ def execute(
         return {"source": str(source), "full": full, "run_id": served, "status": "served", "request": number}
     budget = TimeBudget.for_task(task.request, settings.celery_task_soft_time_limit)
     try:
-        result = run_sync(source, get_deps(source), full=full, task_id=task_id, request=number,
+        result = run_sync(source, deps, full=full, task_id=task_id, request=number,
                           should_stop=lambda: shutdown_requested() or budget.spent(),
                           dispatch_followups=followups_for(task, source))  # fmt: skip
     except CANCELLATIONS as exc:
@@ -221,7 +232,7 @@ def execute(
 
 def _settle(
     task: Task[Any, Any],
-    source: SyncSource,
+    source: str,
     full: bool,
     result: RunResult,
     number: int,

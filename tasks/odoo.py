@@ -1,4 +1,7 @@
-"""Odoo supplier sync task."""
+"""The task name of the environment-configured Odoo source before sources were configurable.
+
+Kept so messages and schedules of an earlier release still run; new requests use ``tasks.sync``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ from celery import Task
 
 from tasks import execute
 from worker.celeryapp.app import app
-from worker.celeryapp.config import ODOO_QUEUE
 from worker.sync import SyncSource
 
 
@@ -16,7 +18,6 @@ from worker.sync import SyncSource
 @app.task(  # type: ignore[untyped-decorator]
     bind=True,
     name="tasks.odoo.sync_suppliers",
-    queue=ODOO_QUEUE,
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=False,

@@ -21,15 +21,12 @@ from typing import Any
 import redis
 from sqlalchemy import Engine, text
 
+from worker.celeryapp.config import SYNC_TASK, queue_for
 from worker.infra.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLAIM_KEY = "syncworker-test:claim"
 BASE_REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-SOURCES = {
-    "woocommerce-products": ("tasks.woocommerce.sync_products", "woocommerce"),
-    "odoo-suppliers": ("tasks.odoo.sync_suppliers", "odoo"),
-}
 
 # Timings small enough for a quick suite, and consistent with the settings' own checks:
 # time limit < visibility timeout, every countdown below it, a lock a dead run leaves soon expires.
@@ -162,7 +159,7 @@ class Stack:
         self,
         *,
         concurrency: int = 1,
-        queues: str = "odoo,woocommerce",
+        queues: str = "sync-incremental,sync-full",
         name: str | None = None,
         wait_ready: bool = True,
     ) -> CeleryProcess:
@@ -190,9 +187,8 @@ class Stack:
 
 
 def enqueue(app: Any, source: str, *, full: bool) -> Any:
-    """Send the task by name, as beat does: only ``full`` travels in the message."""
-    task, queue = SOURCES[source]
-    return app.send_task(task, kwargs={"full": full}, queue=queue)
+    """Send the task by name, as beat does: only the source's name and ``full`` travel in the message."""
+    return app.send_task(SYNC_TASK, kwargs={"source": source, "full": full}, queue=queue_for(full))
 
 
 # The states a sync task ends in (tasks/__init__.py); custom ones are not "ready" to Celery.
@@ -222,9 +218,10 @@ def expected_products(catalog: Any) -> dict[int, dict[str, Any]]:
     return {int(row["id"]): row for row in catalog.expected_rows()}
 
 
-def mirrored_products(engine: Engine) -> dict[int, dict[str, Any]]:
+def mirrored_products(engine: Engine, source: str = "woocommerce-products") -> dict[int, dict[str, Any]]:
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT * FROM products WHERE deleted_at IS NULL")).mappings()
+        query = text("SELECT * FROM products WHERE deleted_at IS NULL AND source = :source")
+        rows = conn.execute(query, {"source": source}).mappings()
         return {int(row["woo_id"]): dict(row) for row in rows}
 
 

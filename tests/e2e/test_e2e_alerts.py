@@ -144,7 +144,7 @@ def test_alerts_fire_during_a_real_outage_and_not_while_healthy(
     url = f"http://127.0.0.1:{port}/metrics"
     stack = Stack(env, tmp_path)
     try:
-        worker = stack.worker(queues="woocommerce")
+        worker = stack.worker()
         wait_until(lambda: scrape(url).page is not None, timeout=30, what="the metrics endpoint")
         assert sync(client_app, db, full=True) == "succeeded"
         healthy = scrape(url)
@@ -162,8 +162,8 @@ def test_alerts_fire_during_a_real_outage_and_not_while_healthy(
     finally:
         stack.close()
     assert healthy.page is not None and outage.page is not None and down.page is None
-    assert state_of(healthy.page, "woocommerce") == "closed"
-    assert state_of(outage.page, "woocommerce") in ("open", "half_open")
+    assert state_of(healthy.page, "woocommerce:woocommerce-products") == "closed"
+    assert state_of(outage.page, "woocommerce:woocommerce-products") in ("open", "half_open")
 
     # Every name a rule or panel reads is on the real worker's page.
     used = {name for expr in every_expression() for name in metric_names(expr)}

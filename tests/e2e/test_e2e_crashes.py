@@ -68,7 +68,7 @@ def test_escalation_restores_the_message_when_a_page_hangs(
     assert "Cold shutdown" in worker.log()
     broker = redis.Redis.from_url(e2e_settings.broker_url)
     try:
-        assert broker.llen("woocommerce") == 1  # restored at once, not after the visibility timeout
+        assert broker.llen("sync-full") == 1  # restored at once, not after the visibility timeout
     finally:
         broker.close()
     assert runs(db, WOO)[-1]["status"] == "running"  # cut off, neither failed nor finished

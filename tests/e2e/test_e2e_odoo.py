@@ -28,7 +28,7 @@ ODOO = "odoo-suppliers"
 def test_full_then_incremental_then_noop(
     stack: Stack, odoo: OdooSimulator, db: Engine, client_app: Celery
 ) -> None:
-    stack.worker(queues="odoo")
+    stack.worker()
     full = enqueue(client_app, ODOO, full=True).get(timeout=120)
     assert full["status"] == "succeeded", full
     assert supplier_mismatches(expected_suppliers(odoo.catalog), mirrored_suppliers(db)) == []

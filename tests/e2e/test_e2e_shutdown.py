@@ -75,7 +75,7 @@ def test_sigterm_hands_the_rest_back_and_the_next_worker_resumes(
     assert [e["payload"]["run_id"] for e in events(db, "sync.interrupted")] == [interrupted["id"]]
     # The same message is back on the queue, and no crash was counted against it.
     broker = redis.Redis.from_url(e2e_settings.broker_url)
-    assert broker.llen("woocommerce") == 1
+    assert broker.llen("sync-full") == 1
     assert broker.get(f"{e2e_settings.redis_key_prefix}:deliveries:{result.id}") == b"0"
     # The node's shutdown flag outlives it; a restart under the same name has to clear it.
     assert broker.exists(f"{e2e_settings.redis_key_prefix}:shutdown:sync-a@{socket.gethostname()}")

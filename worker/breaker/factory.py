@@ -45,39 +45,47 @@ def key_prefix(settings: Settings, name: str) -> str:
 
 
 def breaker_settings(settings: Settings, name: str) -> BreakerSettings:
-    if name not in BREAKER_NAMES:
-        msg = f"unknown breaker {name!r}; known: {', '.join(BREAKER_NAMES)}"
+    """The fleet's policy for the breaker ``name`` (``<kind>`` or ``<kind>:<source>``)."""
+    kind = name.split(":", 1)[0]
+    if kind not in BREAKER_NAMES:
+        msg = f"unknown breaker {name!r}; its kind is one of {', '.join(BREAKER_NAMES)}"
         raise ValueError(msg)
-    bs: BreakerSettings = getattr(settings, f"{name}_breaker")
+    bs: BreakerSettings = getattr(settings, f"{kind}_breaker")
     return bs
 
 
 def build_breaker(
-    name: str, settings: Settings, redis_client: redis.Redis | None, event_log: EventLogLike
+    name: str,
+    settings: Settings,
+    redis_client: redis.Redis | None,
+    event_log: EventLogLike,
+    policy: BreakerSettings | None = None,
 ) -> CircuitBreaker:
-    """The breaker for one upstream, writing its transitions to the event log."""
+    """The breaker ``name`` (``<kind>:<source>``), writing its transitions to the event log.
+
+    ``policy`` is the source's (the kind's with its overrides); without one, the upstream's settings.
+    """
     return CircuitBreaker(
         name,
         redis_client,
-        BreakerPolicy.from_settings(breaker_settings(settings, name)),
+        BreakerPolicy.from_settings(policy or breaker_settings(settings, name)),
         listener=ListenerGroup(EventLogListener(event_log), LoggingListener(), MetricsListener()),
         key_prefix=key_prefix(settings, name),
         retry_interval=settings.breaker_redis_retry_interval_seconds,
     )
 
 
-def list_breakers(settings: Settings, redis_client: redis.Redis) -> list[BreakerStats]:
-    """Stats of every configured breaker, read from the shared store.
+def list_breakers(
+    settings: Settings, redis_client: redis.Redis, policies: dict[str, BreakerSettings]
+) -> list[BreakerStats]:
+    """Stats of the named breakers (name -> its policy), read from the shared store.
 
     No in-process fallback here: an operator must see an error, not one process's local view.
     Raises ``redis.RedisError`` when Redis cannot be reached.
     """
     return [
         RedisBreakerStore(
-            name,
-            redis_client,
-            BreakerPolicy.from_settings(breaker_settings(settings, name)),
-            key_prefix(settings, name),
+            name, redis_client, BreakerPolicy.from_settings(policy), key_prefix(settings, name)
         ).stats()
-        for name in BREAKER_NAMES
+        for name, policy in policies.items()
     ]

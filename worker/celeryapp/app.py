@@ -16,7 +16,7 @@ from worker.infra.logs import connect_celery_signals
 from worker.infra.metrics import install_celery_metrics_hooks
 from worker.infra.settings import Settings, get_settings
 
-TASK_MODULES = ("tasks.odoo", "tasks.woocommerce")
+TASK_MODULES = ("tasks.sync", "tasks.odoo", "tasks.woocommerce")
 
 
 def create_app(settings: Settings) -> Celery:
@@ -49,4 +49,13 @@ def _wire_process(settings: Settings) -> None:
 
 app = create_app(get_settings())
 _wire_process(get_settings())
-connect_followup_sweeper(get_settings(), _redis, app)
+
+
+def _source_names() -> list[str]:
+    from worker.celeryapp.deps import get_session_factory
+    from worker.sources.catalog import all_sources
+
+    return [s.name for s in all_sources(get_settings(), get_session_factory())]
+
+
+connect_followup_sweeper(get_settings(), _redis, app, _source_names)

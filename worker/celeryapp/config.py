@@ -14,9 +14,25 @@ from kombu.entity import Exchange, Queue
 
 from worker.infra.settings import Settings
 
-ODOO_QUEUE = "odoo"
-WOOCOMMERCE_QUEUE = "woocommerce"
-QUEUES = (ODOO_QUEUE, WOOCOMMERCE_QUEUE)
+# Incremental and full runs never compete for the same slots: each mode has its queue, consumed by a
+# worker pool of its own, so a 100k full sync cannot delay any source's incremental runs.
+INCREMENTAL_QUEUE = "sync-incremental"
+FULL_QUEUE = "sync-full"
+QUEUES = (INCREMENTAL_QUEUE, FULL_QUEUE)
+SYNC_TASK = "tasks.sync.sync_source"
+
+
+def queue_for(full: bool) -> str:
+    return FULL_QUEUE if full else INCREMENTAL_QUEUE
+
+
+def route_by_mode(
+    name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **_: Any
+) -> dict[str, str]:
+    """Celery router: a sync goes to its mode's queue (the legacy per-upstream tasks too)."""
+    full = bool((kwargs or {}).get("full", False))
+    return {"queue": queue_for(full), "routing_key": queue_for(full)}
+
 
 # kombu scans the unacked set every interval x throttle seconds (100 s by default). After a SIGKILL a
 # message comes back only after the visibility timeout plus one sweep, so the sweep scales with it.
@@ -49,7 +65,7 @@ def transport_options(settings: Settings) -> dict[str, Any]:
 
 
 def _queues() -> list[Queue]:
-    # One queue per upstream, so a slow or broken upstream cannot starve the other one's worker.
+    # One queue per mode (see INCREMENTAL_QUEUE).
     return [
         Queue(name, Exchange(name, type="direct"), routing_key=name)  # type: ignore[no-untyped-call]
         for name in QUEUES
@@ -68,11 +84,8 @@ def build_config(settings: Settings) -> dict[str, Any]:
         "result_expires": 24 * 3600,
         "result_extended": True,
         "task_queues": _queues(),
-        "task_default_queue": WOOCOMMERCE_QUEUE,
-        "task_routes": {
-            "tasks.odoo.*": {"queue": ODOO_QUEUE, "routing_key": ODOO_QUEUE},
-            "tasks.woocommerce.*": {"queue": WOOCOMMERCE_QUEUE, "routing_key": WOOCOMMERCE_QUEUE},
-        },
+        "task_default_queue": INCREMENTAL_QUEUE,
+        "task_routes": (route_by_mode,),
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -95,7 +108,7 @@ def build_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": True,
         "timezone": "UTC",
         "enable_utc": True,
-        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "beat_scheduler": "worker.celeryapp.scheduler:SourceScheduler",
         "beat_max_loop_interval": BEAT_MAX_LOOP_INTERVAL,
         "redbeat_redis_url": settings.redis_url,
         "redbeat_key_prefix": f"{settings.redis_key_prefix}:redbeat:",

@@ -6,8 +6,12 @@ shared across the prefork ``fork()``, so the caches are dropped in every child.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+from collections import OrderedDict
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import redis
 from sqlalchemy import Engine
@@ -16,15 +20,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.breaker import breaker_redis, build_breaker
 from worker.infra.db import make_engine, make_session_factory
 from worker.infra.eventlog import EventLog
+from worker.infra.redaction import learn_secrets
 from worker.infra.settings import Settings
 from worker.infra.settings import get_settings as _load_settings
-from worker.kinds.odoo.client import OdooClient
-from worker.kinds.woocommerce.client import WooCommerceClient
-from worker.sync import SyncDeps, SyncSource
+from worker.kinds import get_kind
+from worker.sources.catalog import find_source, version_of
+from worker.sources.config import SourceConfig
+from worker.sync import SyncDeps
 from worker.upstream import build_retrying
-
-# Which breaker guards which source.
-BREAKER_FOR = {SyncSource.ODOO_SUPPLIERS: "odoo", SyncSource.WOOCOMMERCE_PRODUCTS: "woocommerce"}
 
 
 def get_settings() -> Settings:
@@ -68,25 +71,93 @@ def get_event_log() -> EventLog:
     return EventLog.from_settings(get_settings())
 
 
-@lru_cache(maxsize=2)
-def get_deps(source: SyncSource) -> SyncDeps:
-    """Everything ``run_sync`` needs for ``source``: settings -> breaker -> retry -> client."""
-    settings = get_settings()
-    event_log = get_event_log()
-    name = BREAKER_FOR[source]
-    breaker = build_breaker(name, settings, breaker_redis(settings), event_log)
-    retrying = build_retrying(settings)
-    client: OdooClient | WooCommerceClient
-    if source is SyncSource.ODOO_SUPPLIERS:
-        client = OdooClient(settings, breaker, event_log, retrying)
-    else:
-        client = WooCommerceClient(settings, breaker, event_log, retrying)
-    return SyncDeps(settings, get_session_factory(), get_redis(), event_log, breaker, client)
+@lru_cache(maxsize=1)
+def get_breaker_redis() -> redis.Redis:
+    """The fail-fast client every breaker of this process shares (one pool, however many sources)."""
+    return breaker_redis(get_settings())
+
+
+@dataclass(frozen=True)
+class _Built:
+    version: dt.datetime | None
+    deps: SyncDeps
+
+
+class SourceDepsCache:
+    """Per-source dependencies (client, HTTP pool, breaker), at most ``size`` sources at once.
+
+    An entry is rebuilt when the source's row changed (one indexed read per run), so an edited URL,
+    credential or policy reaches every worker without a restart; the least recently used source is
+    dropped (its HTTP pool closed) past ``size``, so a worker's memory does not grow with the fleet.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, _Built] = OrderedDict()
+
+    def get(self, name: str) -> SyncDeps:
+        settings, session_factory = get_settings(), get_session_factory()
+        with session_factory() as session:
+            version = version_of(session, name)
+        built = self._entries.get(name)
+        if built is not None and built.version == version:
+            self._entries.move_to_end(name)
+            return built.deps
+        deps = self._build(find_source(settings, session_factory, name))
+        self._put(name, _Built(version, deps))
+        return deps
+
+    def _build(self, source: SourceConfig) -> SyncDeps:
+        if not source.enabled:
+            raise SourceDisabled(f"source {source.name!r} is disabled")
+        learn_secrets(source.secret_values())
+        kind = get_kind(source.kind)
+        settings = kind.configure(get_settings(), source)
+        event_log = get_event_log()
+        policy = kind.breaker_policy(get_settings(), source)
+        breaker = build_breaker(
+            kind.breaker_name(source.name), settings, get_breaker_redis(), event_log, policy
+        )
+        client = kind.build_client(settings, breaker, event_log, build_retrying(settings))
+        return SyncDeps(settings, get_session_factory(), get_redis(), event_log, breaker, client, kind)
+
+    def _put(self, name: str, built: _Built) -> None:
+        old = self._entries.pop(name, None)
+        self._entries[name] = built
+        evicted = [old] if old is not None else []
+        while len(self._entries) > self.size:
+            evicted.append(self._entries.popitem(last=False)[1])
+        for entry in evicted:
+            _close_client(entry.deps.client)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class SourceDisabled(LookupError):
+    """The source exists but is disabled: its requests are not run."""
+
+
+def _close_client(client: Any) -> None:
+    transport = getattr(client, "_transport", None)
+    session = getattr(transport, "session", None)
+    if session is not None:
+        session.close()
+
+
+@lru_cache(maxsize=1)
+def _deps_cache() -> SourceDepsCache:
+    return SourceDepsCache(get_settings().source_cache_size)
+
+
+def get_deps(source: str) -> SyncDeps:
+    """Everything ``run_sync`` needs for the source named ``source``: its settings, breaker and client."""
+    return _deps_cache().get(str(source))
 
 
 def reset() -> None:
     """Forget every cached dependency (between tests)."""
-    for cached in (get_redis, get_engine, get_session_factory, get_event_log, get_deps):
+    for cached in (get_redis, get_engine, get_session_factory, get_event_log, get_breaker_redis, _deps_cache):
         cached.cache_clear()
 
 

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import redis
 from celery.signals import worker_ready, worker_shutting_down
 
-from worker.celeryapp.config import ODOO_QUEUE, WOOCOMMERCE_QUEUE
-from worker.celeryapp.schedule import ODOO_TASK, WOOCOMMERCE_TASK
+from worker.celeryapp.config import SYNC_TASK, queue_for
 from worker.infra.settings import Settings
 from worker.sync.lock import FULL, followups_name, lock_name
-from worker.sync.sources import SyncSource
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +49,9 @@ redis.call('HSET', KEYS[1], 'dispatched_at', now)
 return pending
 """
 
-Send = Callable[[SyncSource, bool], None]
-TASKS = {
-    SyncSource.ODOO_SUPPLIERS: (ODOO_TASK, ODOO_QUEUE),
-    SyncSource.WOOCOMMERCE_PRODUCTS: (WOOCOMMERCE_TASK, WOOCOMMERCE_QUEUE),
-}
+Send = Callable[[str, bool], None]
+# How long the sweeper reuses the list of source names before reading it again.
+NAMES_TTL_SECONDS = 60.0
 
 
 def grace_seconds(settings: Settings) -> float:
@@ -62,19 +59,42 @@ def grace_seconds(settings: Settings) -> float:
     return max(60.0, 4 * settings.sync_lock_ttl_seconds)
 
 
-def sweep(client: redis.Redis, settings: Settings, send: Send) -> list[SyncSource]:
-    """Enqueue one run for each source whose follow-ups are orphaned; returns those sources."""
+def sweep(client: redis.Redis, settings: Settings, send: Send, sources: list[str]) -> list[str]:
+    """Enqueue one run for each source whose follow-ups are orphaned; returns those sources.
+
+    The claims of all sources go in one pipelined round trip, however many sources the fleet has.
+    """
     claim = client.register_script(CLAIM)
-    swept = []
     prefix = settings.redis_key_prefix
-    for source in SyncSource:
+    pipe = client.pipeline(transaction=False)
+    for source in sources:
         keys = [followups_name(prefix, source), lock_name(prefix, source)]
-        claimed = claim(keys, [grace_seconds(settings)])
+        claim(keys=keys, args=[grace_seconds(settings)], client=pipe)
+    swept = []
+    for source, claimed in zip(sources, pipe.execute(), strict=True):
         pending = [m.decode() if isinstance(m, bytes) else str(m) for m in claimed]
         if pending:
             send(source, FULL in pending)
             swept.append(source)
     return swept
+
+
+class SourceNames:
+    """The configured sources' names, read at most every ``ttl`` seconds (a sweep every few seconds
+    must not cost a database query each time)."""
+
+    def __init__(self, read: Callable[[], list[str]], ttl: float = NAMES_TTL_SECONDS) -> None:
+        self._read = read
+        self._ttl = ttl
+        self._names: list[str] = []
+        self._read_at = float("-inf")
+
+    def __call__(self) -> list[str]:
+        now = time.monotonic()
+        if now - self._read_at >= self._ttl:
+            self._names = self._read()
+            self._read_at = now
+        return self._names
 
 
 class Sweeper:
@@ -101,18 +121,21 @@ class Sweeper:
 
 
 def connect_followup_sweeper(
-    settings: Settings, client_factory: Callable[[], redis.Redis], app: Any
+    settings: Settings,
+    client_factory: Callable[[], redis.Redis],
+    app: Any,
+    source_names: Callable[[], list[str]],
 ) -> Callable[[], None]:
     """Run a sweeper in each worker's main process while it is up; returns a function that unwires it."""
     sweepers: list[Sweeper] = []
+    names = SourceNames(source_names)
 
-    def send(source: SyncSource, full: bool) -> None:
-        task, queue = TASKS[source]
-        app.send_task(task, kwargs={"full": full}, queue=queue)
-        log.info("orphaned follow-up enqueued", extra={"source": source.value, "full": full})
+    def send(source: str, full: bool) -> None:
+        app.send_task(SYNC_TASK, kwargs={"source": source, "full": full}, queue=queue_for(full))
+        log.info("orphaned follow-up enqueued", extra={"source": source, "full": full})
 
     def on_ready(**_: Any) -> None:
-        sweeper = Sweeper(lambda: sweep(client_factory(), settings, send))
+        sweeper = Sweeper(lambda: sweep(client_factory(), settings, send, names()))
         sweeper.start()
         sweepers.append(sweeper)
 

@@ -1,4 +1,4 @@
-"""Beat entries: an incremental run per configured upstream every few minutes, and a nightly full run."""
+"""Beat entries: per source, an incremental run every few minutes and a nightly full run."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from typing import Any
 
 from celery.schedules import crontab
 
-from worker.celeryapp.config import ODOO_QUEUE, WOOCOMMERCE_QUEUE
+from worker.celeryapp.config import SYNC_TASK, queue_for
 from worker.infra.settings import Settings
+from worker.sources.config import SourceConfig
 
-ODOO_TASK = "tasks.odoo.sync_suppliers"
-WOOCOMMERCE_TASK = "tasks.woocommerce.sync_products"
 # A full run may take long; its message expires when the next nightly tick would be due anyway.
 FULL_RUN_EXPIRES_SECONDS = 12 * 3600
 # Four years and a week hold a leap day and every weekday of every month: the longest gap shows in them.
@@ -23,11 +22,15 @@ class ScheduleError(ValueError):
     """SYNC_FULL_CRON cannot be parsed."""
 
 
-def parse_cron(expression: str) -> crontab:
-    """A five-field cron expression (minute hour day-of-month month day-of-week), in UTC."""
+def parse_cron(expression: str, variable: str | None = None) -> crontab:
+    """A five-field cron expression (minute hour day-of-month month day-of-week), in UTC.
+
+    ``variable`` names where the expression came from in errors (SYNC_FULL_CRON by default).
+    """
+    where = variable or "SYNC_FULL_CRON"
     fields = expression.split()
     if len(fields) != 5:
-        msg = f"SYNC_FULL_CRON: expected 5 fields, got {len(fields)} in {expression!r}"
+        msg = f"{where}: expected 5 fields, got {len(fields)} in {expression!r}"
         raise ScheduleError(msg)
     minute, hour, day_of_month, month_of_year, day_of_week = fields
     try:
@@ -39,37 +42,39 @@ def parse_cron(expression: str) -> crontab:
             day_of_week=day_of_week,
         )
     except ValueError as exc:
-        msg = f"SYNC_FULL_CRON: {expression!r} is not a valid cron expression ({exc})"
+        msg = f"{where}: {expression!r} is not a valid cron expression ({exc})"
         raise ScheduleError(msg) from None
 
 
-def _entries(key: str, task: str, queue: str, settings: Settings) -> dict[str, dict[str, Any]]:
-    period = settings.sync_incremental_interval_seconds
+def source_entries(source: SourceConfig, settings: Settings) -> dict[str, dict[str, Any]]:
+    """A source's two beat entries: incremental every interval, full on its cron (the fleet's defaults
+    where the source sets none). The message carries the source's name only."""
+    period = source.incremental_interval_seconds or settings.sync_incremental_interval_seconds
+    cron = source.full_cron or settings.sync_full_cron
+    name = source.name
     return {
-        f"{key}-incremental": {
-            "task": task,
+        f"sync:{name}:incremental": {
+            "task": SYNC_TASK,
             "schedule": period,
-            "kwargs": {"full": False},
+            "kwargs": {"source": name, "full": False},
             # Ticks that piled up while no worker ran are dropped instead of running back to back.
-            "options": {"queue": queue, "expires": period},
+            "options": {"queue": queue_for(False), "expires": period},
         },
-        f"{key}-full": {
-            "task": task,
-            "schedule": parse_cron(settings.sync_full_cron),
-            "kwargs": {"full": True},
-            "options": {"queue": queue, "expires": FULL_RUN_EXPIRES_SECONDS},
+        f"sync:{name}:full": {
+            "task": SYNC_TASK,
+            "schedule": parse_cron(
+                cron, variable=f"full_cron of source {name!r}" if source.full_cron else None
+            ),
+            "kwargs": {"source": name, "full": True},
+            "options": {"queue": queue_for(True), "expires": FULL_RUN_EXPIRES_SECONDS},
         },
     }
 
 
 def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Entries only for the upstreams that are configured."""
-    schedule: dict[str, dict[str, Any]] = {}
-    if settings.odoo_enabled:
-        schedule |= _entries("odoo-suppliers", ODOO_TASK, ODOO_QUEUE, settings)
-    if settings.woocommerce_enabled:
-        schedule |= _entries("woocommerce-products", WOOCOMMERCE_TASK, WOOCOMMERCE_QUEUE, settings)
-    return schedule
+    """The static entries. The sources' entries are not here: ``SourceScheduler`` keeps them in Redis,
+    following the ``sources`` table (and the environment's sources) without a restart."""
+    return {}
 
 
 def _fires_on(schedule: crontab, day: date) -> bool:
@@ -93,13 +98,15 @@ def longest_gap_seconds(schedule: crontab) -> float | None:
     return float(max(within_day, across_days) * 60)
 
 
-def sync_intervals(settings: Settings) -> dict[tuple[str, str], float]:
-    """(source, mode) -> the longest time beat leaves between two runs, for every scheduled entry."""
+def sync_intervals(settings: Settings, sources: list[SourceConfig]) -> dict[tuple[str, str], float]:
+    """(source, mode) -> the longest time beat leaves between two runs, for every enabled source."""
     intervals: dict[tuple[str, str], float] = {}
-    for name, entry in build_beat_schedule(settings).items():
-        source, mode = name.rsplit("-", 1)
-        every = entry["schedule"]
-        seconds = longest_gap_seconds(every) if isinstance(every, crontab) else float(every)
-        if seconds is not None:
-            intervals[(source, mode)] = seconds
+    for source in sources:
+        if not source.enabled:
+            continue
+        for entry in source_entries(source, settings).values():
+            every = entry["schedule"]
+            seconds = longest_gap_seconds(every) if isinstance(every, crontab) else float(every)
+            if seconds is not None:
+                intervals[(source.name, "full" if entry["kwargs"]["full"] else "incremental")] = seconds
     return intervals

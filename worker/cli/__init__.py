@@ -18,6 +18,8 @@ COMMANDS = {
     "db": "worker.cli.db:db",
     "breakers": "worker.cli.breakers:breakers",
     "sync": "worker.cli.sync:sync",
+    "history": "worker.cli.history:history",
+    "sources": "worker.cli.sources:sources",
 }
 
 

@@ -15,10 +15,10 @@ import click
 import redis
 
 from worker.breaker import BreakerStats, breaker_redis, build_breaker, list_breakers
-from worker.breaker.factory import BREAKER_NAMES
 from worker.breaker.listeners import EventLogLike
 from worker.cli.output import cli_settings, echo_json, json_option, render_table
 from worker.infra.settings import Settings
+from worker.sources.catalog import fleet_breaker_policies
 
 COLUMNS = ("breaker", "state", "fail run", "window", "rate", "rejected", "opened", "next attempt")
 
@@ -59,7 +59,7 @@ def _fail(exc: redis.RedisError) -> None:
 
 @click.group()
 def breakers() -> None:
-    """The fleet-wide circuit breakers, one per upstream."""
+    """The fleet-wide circuit breakers, one per source (``<kind>:<source>``)."""
 
 
 @breakers.command("list")
@@ -69,7 +69,7 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
     """Every breaker's state and counters."""
     settings = cli_settings(ctx)
     try:
-        stats = list_breakers(settings, open_redis(settings))
+        stats = list_breakers(settings, open_redis(settings), fleet_breaker_policies(settings))
     except redis.RedisError as exc:
         _fail(exc)
         return
@@ -80,14 +80,15 @@ def list_command(ctx: click.Context, as_json: bool) -> None:
 
 
 @breakers.command("show")
-@click.argument("name", type=click.Choice(BREAKER_NAMES))
+@click.argument("name")
 @json_option
 @click.pass_context
 def show(ctx: click.Context, name: str, as_json: bool) -> None:
     """All stats of one breaker."""
     settings = cli_settings(ctx)
     try:
-        stats = next(s for s in list_breakers(settings, open_redis(settings)) if s.name == name)
+        policies = _known(settings, name)
+        stats = next(s for s in list_breakers(settings, open_redis(settings), policies) if s.name == name)
     except redis.RedisError as exc:
         _fail(exc)
         return
@@ -100,9 +101,20 @@ def show(ctx: click.Context, name: str, as_json: bool) -> None:
     render_table(f"breaker {name}", ("field", "value"), list(data.items()))
 
 
+def _known(settings: Any, name: str) -> dict[str, Any]:
+    """``name``'s policy; a name no configured source has is a usage error listing the known ones."""
+    policies = fleet_breaker_policies(settings)
+    if name not in policies:
+        raise click.BadParameter(
+            f"{name!r}; known: {', '.join(sorted(policies)) or 'none'}", param_hint="NAME"
+        )
+    return {name: policies[name]}
+
+
 def _operate(ctx: click.Context, name: str, actor: str, op: str) -> None:
     settings = cli_settings(ctx)
-    breaker = build_breaker(name, settings, open_redis(settings), open_event_log(settings))
+    policy = _known(settings, name)[name]
+    breaker = build_breaker(name, settings, open_redis(settings), open_event_log(settings), policy)
     try:
         tr = getattr(breaker, op)(actor)
     except redis.RedisError as exc:
@@ -121,7 +133,7 @@ def _actor_option(fn: Any) -> Any:
 
 
 @breakers.command("open")
-@click.argument("name", type=click.Choice(BREAKER_NAMES))
+@click.argument("name")
 @_actor_option
 @click.pass_context
 def open_command(ctx: click.Context, name: str, actor: str) -> None:
@@ -130,7 +142,7 @@ def open_command(ctx: click.Context, name: str, actor: str) -> None:
 
 
 @breakers.command("close")
-@click.argument("name", type=click.Choice(BREAKER_NAMES))
+@click.argument("name")
 @_actor_option
 @click.pass_context
 def close_command(ctx: click.Context, name: str, actor: str) -> None:
@@ -139,7 +151,7 @@ def close_command(ctx: click.Context, name: str, actor: str) -> None:
 
 
 @breakers.command("reset")
-@click.argument("name", type=click.Choice(BREAKER_NAMES))
+@click.argument("name")
 @_actor_option
 @click.pass_context
 def reset_command(ctx: click.Context, name: str, actor: str) -> None:

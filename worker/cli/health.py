@@ -144,7 +144,9 @@ def check_breakers(settings: Settings) -> str:
         settings.redis_url, socket_timeout=SERVICE_TIMEOUT, socket_connect_timeout=SERVICE_TIMEOUT
     )
     try:
-        stats = list_breakers(settings, client)
+        from worker.sources.catalog import fleet_breaker_policies
+
+        stats = list_breakers(settings, client, fleet_breaker_policies(settings))
     finally:
         client.close()
     if any(s.degraded for s in stats):

@@ -1,4 +1,8 @@
-"""`syncworker run`: the main job. Upstreams configured: migrate, then a worker (both queues) and beat.
+"""`syncworker run`: the main job. Sources configured: migrate, then the workers and beat.
+
+Sources are the ``sources`` table's (`syncworker sources add|apply`) and the upstreams configured by
+environment variables; every one of them is scheduled. Incremental and full runs get a worker each, so
+a long full sync never holds up the incremental runs.
 
 No upstream but a server configured (DATABASE_URL, REDIS_URL or CELERY_BROKER_URL, in the environment
 or .env) looks like a deployment whose upstream secrets did not arrive: it refuses, naming them, rather
@@ -19,9 +23,10 @@ from types import FrameType
 
 import click
 
+from worker.celeryapp.config import FULL_QUEUE, INCREMENTAL_QUEUE
 from worker.cli.demo import DEFAULT_DEMO_DIR
 from worker.cli.output import EXIT_CONFIG, cli_settings
-from worker.demo.processes import Supervisor
+from worker.cli.supervisor import Supervisor
 from worker.infra.eventspool import check_spool_writable
 from worker.infra.settings import Settings, SettingsError
 
@@ -45,7 +50,8 @@ def celery_argv(*args: str) -> list[str]:
 def stack_commands(settings: Settings) -> dict[str, list[str]]:
     level = settings.log_level.lower()
     return {
-        "worker": celery_argv("worker", "-Q", "odoo,woocommerce", "-l", level),
+        "worker": celery_argv("worker", "-Q", INCREMENTAL_QUEUE, "-n", "incremental@%h", "-l", level),
+        "worker-full": celery_argv("worker", "-Q", FULL_QUEUE, "-n", "full@%h", "-l", level),
         "beat": celery_argv("beat", "-l", level),
     }
 
@@ -82,7 +88,7 @@ def run_stack(settings: Settings) -> int:
     from worker.infra.db import upgrade_database
 
     upgrade_database(settings.database_url)
-    click.echo("schema up to date; starting worker (queues odoo, woocommerce) and beat")
+    click.echo(f"schema up to date; starting workers (queues {INCREMENTAL_QUEUE}, {FULL_QUEUE}) and beat")
     supervisor = Supervisor()
     # The children read their settings from the same environment this process was started with.
     for name, argv in stack_commands(settings).items():
@@ -103,12 +109,44 @@ def demo_refusal(settings: Settings) -> str | None:
 
 def no_upstream_message(reason: str) -> str:
     lines = [
-        f"syncworker run: no upstream is configured and {reason}, so refusing to start.",
-        "Set every variable of at least one upstream (in the environment or .env):",
+        f"syncworker run: no source is configured and {reason}, so refusing to start.",
+        "Add sources with `syncworker sources add` or `syncworker sources apply FILE`, or set every",
+        "variable of at least one upstream (in the environment or .env):",
         *(f"  {name}: {', '.join(names)}" for name, names in UPSTREAM_VARIABLES.items()),
         "For the demo (simulated upstreams, its own Redis and SQLite file), run `syncworker demo`.",
     ]
     return "\n".join(lines)
+
+
+def stored_sources(ctx: click.Context, settings: Settings) -> int:
+    """How many sources the ``sources`` table holds (0 without a database or the table).
+
+    Their credentials must open with SOURCES_ENCRYPTION_KEYS: a deployment that lost its key fails here,
+    at start-up, naming the variable, rather than in every task.
+    """
+    from worker.infra.db import make_engine, make_session_factory
+    from worker.sources.catalog import all_sources
+    from worker.sources.secrets import SourceKeyError
+
+    if "database_url" not in settings.model_fields_set and not os.path.exists(_sqlite_path(settings)):
+        return 0  # a fresh checkout: no database yet, so no stored source
+    engine = make_engine(settings.database_url, connect_timeout=3)
+    try:
+        sources = all_sources(settings.model_copy(update={"odoo_url": None, "woocommerce_url": None}),
+                              make_session_factory(engine))  # fmt: skip
+    except SourceKeyError as exc:
+        click.echo(f"syncworker run: {exc}", err=True)
+        ctx.exit(EXIT_CONFIG)
+    except Exception:  # unreachable database: the refusal below names what is set
+        return 0
+    finally:
+        engine.dispose()
+    return len(sources)
+
+
+def _sqlite_path(settings: Settings) -> str:
+    url = settings.database_url
+    return url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
 
 
 def require_writable_spool(ctx: click.Context, settings: Settings) -> None:
@@ -122,9 +160,9 @@ def require_writable_spool(ctx: click.Context, settings: Settings) -> None:
 @click.command()
 @click.pass_context
 def run(ctx: click.Context) -> None:
-    """The main job: migrate, then worker and beat for the configured upstreams."""
+    """The main job: migrate, then the workers and beat for every configured source."""
     settings = cli_settings(ctx)
-    if settings.odoo_enabled or settings.woocommerce_enabled:
+    if settings.odoo_enabled or settings.woocommerce_enabled or stored_sources(ctx, settings):
         require_writable_spool(ctx, settings)
         ctx.exit(run_stack(settings))
     reason = demo_refusal(settings)

@@ -24,12 +24,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import SyncRun
-from worker.celeryapp.config import ODOO_QUEUE, WOOCOMMERCE_QUEUE, CeleryConfigError
-from worker.celeryapp.schedule import ODOO_TASK, WOOCOMMERCE_TASK
+from worker.celeryapp.config import SYNC_TASK, CeleryConfigError, queue_for
 from worker.cli.output import EXIT_CONFIG, cli_settings, console
 from worker.infra.db import make_engine, make_session_factory
 from worker.sync.runs import covering
-from worker.sync.sources import SyncSource
 
 POLL_SECONDS = 0.5
 EXIT_FAILED = 1
@@ -47,21 +45,8 @@ EXIT_CODES = {
 
 
 @dataclass(frozen=True)
-class Target:
-    task: str
-    queue: str
-    source: SyncSource
-
-
-TARGETS = {
-    "odoo-suppliers": Target(ODOO_TASK, ODOO_QUEUE, SyncSource.ODOO_SUPPLIERS),
-    "woocommerce-products": Target(WOOCOMMERCE_TASK, WOOCOMMERCE_QUEUE, SyncSource.WOOCOMMERCE_PRODUCTS),
-}
-
-
-@dataclass(frozen=True)
 class Request:
-    source: SyncSource
+    source: str
     number: int
     full: bool
 
@@ -175,19 +160,21 @@ def wait_for(
 
 
 def send_request(
-    app: Celery, session_factory: sessionmaker[Session], target: Target, *, full: bool
+    app: Celery, session_factory: sessionmaker[Session], source: str, *, full: bool
 ) -> tuple[str, Request]:
-    """Number a request for ``target`` and enqueue it; returns its task id and the request."""
+    """Number a request for ``source`` and enqueue it; returns its task id and the request."""
     from worker.sync.requests import number_request
 
-    number = number_request(session_factory, target.source)
-    # Only ``full`` and the request number travel in the message: credentials stay in the workers.
-    task_id = app.send_task(target.task, kwargs={"full": full, "request": number}, queue=target.queue).id
-    return str(task_id), Request(target.source, number, full)
+    number = number_request(session_factory, source)
+    # Only the source's name, ``full`` and the request number travel: credentials stay in the workers.
+    kwargs = {"source": source, "full": full, "request": number}
+    task_id = app.send_task(SYNC_TASK, kwargs=kwargs, queue=queue_for(full)).id
+    return str(task_id), Request(source, number, full)
 
 
-def _enqueue(ctx: click.Context, target: Target, full: bool, wait: bool, timeout: float) -> None:
+def _enqueue(ctx: click.Context, source: str, full: bool, wait: bool, timeout: float) -> None:
     from worker.celeryapp.app import create_app
+    from worker.sources.catalog import UnknownSource, find_source
 
     settings = cli_settings(ctx)
     try:
@@ -198,7 +185,16 @@ def _enqueue(ctx: click.Context, target: Target, full: bool, wait: bool, timeout
     engine = make_engine(settings.database_url, connect_timeout=3)
     sessions = make_session_factory(engine)
     try:
-        task_id, request = send_request(app, sessions, target, full=full)
+        try:
+            if not find_source(settings, sessions, source).enabled:
+                click.echo(
+                    f"source {source!r} is disabled: `syncworker sources enable {source}` first", err=True
+                )
+                ctx.exit(EXIT_CONFIG)
+        except UnknownSource as exc:
+            click.echo(str(exc), err=True)
+            ctx.exit(EXIT_CONFIG)
+        task_id, request = send_request(app, sessions, source, full=full)
         click.echo(task_id)
         if not wait:
             return
@@ -208,43 +204,31 @@ def _enqueue(ctx: click.Context, target: Target, full: bool, wait: bool, timeout
     if status is None:
         click.echo(f"not served after {timeout:g}s; the request stays queued", err=True)
         ctx.exit(EXIT_TIMEOUT)
-    click.echo(f"{target.source} {status}")
+    click.echo(f"{source} {status}")
     ctx.exit(exit_code(status))
 
 
-def _command(name: str) -> click.Command:
-    target = TARGETS[name]
-
-    @click.command(name=name, help=f"Enqueue one {name} sync now (incremental unless --full).")
-    @click.option("--full", is_flag=True, help="Full reconciliation instead of an incremental pass.")
-    @click.option(
-        "--wait", is_flag=True, help="Show progress until the run ends; exit non-zero if it failed."
-    )
-    @click.option(
-        "--timeout",
-        default=3600.0,
-        show_default=True,
-        type=click.FloatRange(min=0),
-        help="Seconds --wait follows the request before giving up (exit 124); the run itself goes on.",
-    )
-    @click.pass_context
-    def command(ctx: click.Context, full: bool, wait: bool, timeout: float) -> None:
-        _enqueue(ctx, target, full, wait, timeout)
-
-    return command
-
-
-@click.group()
-def sync() -> None:
-    """Run a sync now instead of waiting for the schedule.
+@click.command()
+@click.argument("source")
+@click.option("--full", is_flag=True, help="Full reconciliation instead of an incremental pass.")
+@click.option("--wait", is_flag=True, help="Show progress until the run ends; exit non-zero if it failed.")
+@click.option(
+    "--timeout",
+    default=3600.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds --wait follows the request before giving up (exit 124); the run itself goes on.",
+)
+@click.pass_context
+def sync(ctx: click.Context, source: str, full: bool, wait: bool, timeout: float) -> None:
+    """Run a sync of SOURCE now instead of waiting for the schedule (incremental unless --full).
 
     \b
+    SOURCE is a configured source's name (`syncworker sources list`); a deployment configured by
+    environment variables has woocommerce-products and odoo-suppliers.
     Exit status with --wait: 0 succeeded, 1 failed,
     3 partial, 4 skipped because the breaker is open, 124 timed out waiting.
     A request that meets a running sync becomes one follow-up run after it;
     --wait follows whichever run serves the request.
     """
-
-
-for _name in TARGETS:
-    sync.add_command(_command(_name))
+    _enqueue(ctx, source, full, wait, timeout)

@@ -149,10 +149,15 @@ StateReader = Callable[[], dict[str, str]]
 def redis_state_reader(settings: Settings, client: redis.Redis) -> StateReader:
     """Breaker states through the breaker's own read path (a read-only script per breaker)."""
 
+    from worker.sources.catalog import fleet_breaker_policies
+
+    # Read once when the exporter starts: a source added later shows after the worker restarts.
+    policies = fleet_breaker_policies(settings)
+
     def read() -> dict[str, str]:
         from worker.breaker import list_breakers
 
-        stats = list_breakers(settings, client)
+        stats = list_breakers(settings, client, policies)
         if any(s.degraded for s in stats):
             msg = "breaker store unreachable"
             raise redis.ConnectionError(msg)
@@ -230,7 +235,7 @@ def start_metrics_server(settings: Settings, *, addr: str = "0.0.0.0") -> Any | 
     from worker.infra.metrics_scrape import scrape_collectors
 
     client = breaker_redis(settings)
-    intervals = sync_intervals(settings)
+    intervals = sync_intervals(settings, _sources(settings))
     zero_sync_run_series(intervals)
     registry = build_registry(
         redis_state_reader(settings, client), scrape_time=scrape_collectors(settings, client, intervals)
@@ -238,6 +243,19 @@ def start_metrics_server(settings: Settings, *, addr: str = "0.0.0.0") -> Any | 
     server, _thread = start_http_server(settings.metrics_port, addr=addr, registry=registry)
     logger.info("metrics exporter listening", extra={"port": settings.metrics_port})
     return server
+
+
+def _sources(settings: Settings) -> list[Any]:
+    """The configured sources when the exporter starts (only the environment's if the database is away)."""
+    from worker.sources.catalog import all_sources, environment_sources
+
+    try:
+        from worker.celeryapp.deps import get_session_factory
+
+        return all_sources(settings, get_session_factory())
+    except Exception:
+        logger.warning("metrics: sources unreadable; exporting the environment's only", exc_info=True)
+        return environment_sources(settings)
 
 
 def stop_metrics_server(server: Any) -> None:

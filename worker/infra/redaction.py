@@ -75,18 +75,40 @@ def truncate(text: str, limit: int) -> str:
     return text[:limit]  # too short for the marker
 
 
+def _variants(secrets: Iterable[str]) -> set[str]:
+    variants: set[str] = set()
+    for secret in secrets:
+        if secret and len(secret) >= MIN_SECRET_LENGTH:
+            # The same secret percent-encoded, as it appears in a logged URL.
+            variants.update({secret, quote(secret, safe=""), quote_plus(secret, safe="")})
+    return variants
+
+
+# Secrets this process learned after start-up: the credentials of each source it loads from the
+# ``sources`` table. Every redactor of the process scrubs them too.
+_LEARNED: set[str] = set()
+
+
+def learn_secrets(secrets: Iterable[str]) -> None:
+    """Scrub these values from every log line and event of this process from now on."""
+    _LEARNED.update(_variants(secrets))
+
+
 class Redactor:
     """Replaces configured secrets and credential-looking values with ``***``."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        variants: set[str] = set()
-        for secret in secrets:
-            if secret and len(secret) >= MIN_SECRET_LENGTH:
-                # The same secret percent-encoded, as it appears in a logged URL.
-                variants.update({secret, quote(secret, safe=""), quote_plus(secret, safe="")})
+        self._configured = _variants(secrets)
+        self._learned_count = -1
+        self._refresh()
+
+    def _refresh(self) -> None:
+        if self._learned_count == len(_LEARNED):
+            return
         # Longest first, so a secret that contains another is replaced whole.
-        self._secrets = sorted(variants, key=len, reverse=True)
+        self._secrets = sorted(self._configured | _LEARNED, key=len, reverse=True)
         self._longest = len(self._secrets[0]) if self._secrets else 0
+        self._learned_count = len(_LEARNED)
 
     @classmethod
     def from_settings(cls, settings: Any) -> Redactor:
@@ -95,6 +117,7 @@ class Redactor:
 
     def scrub_text(self, text: str, limit: int | None = None) -> str:
         """The text without secrets, then truncated to ``limit`` characters."""
+        self._refresh()
         if limit is not None:
             # Scrubbing a 50 MB body to keep 1,000 characters is waste; cut generously first,
             # but never through the middle of a secret (its head would then escape the replacement).

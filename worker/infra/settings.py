@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from cryptography.fernet import Fernet
 from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -102,7 +103,16 @@ class Settings(BaseSettings):
     sync_lock_ttl_seconds: float = Field(15.0, gt=0)
     sync_incremental_interval_seconds: float = Field(300.0, gt=0)
     sync_full_cron: str = "0 3 * * *"
+    # How many sources one worker process keeps clients, HTTP pools and breakers for (least recently
+    # used dropped first): a worker's memory stays flat however many sources the fleet carries.
+    source_cache_size: int = Field(64, ge=1)
+    # How often the leading beat reads the configured sources and updates their schedule entries.
+    beat_sources_refresh_seconds: float = Field(30.0, gt=0)
     sync_max_redeliveries: int = Field(5, ge=1)
+    # Days of history kept: sync_runs rows (the newest run of each source and mode always stays) and
+    # event_log rows. At 500 sources every 5 minutes, one day is 144,000 runs.
+    history_retention_days: int = Field(30, ge=1)
+    event_retention_days: int = Field(90, ge=1)
 
     celery_visibility_timeout: int = Field(3600, gt=0)
     celery_task_soft_time_limit: int = Field(3000, gt=0)
@@ -114,6 +124,10 @@ class Settings(BaseSettings):
     prometheus_multiproc_dir: str | None = None
     flower_port: int = Field(5555, ge=1, le=65535)
     flower_basic_auth: SecretStr | None = None
+
+    # Fernet keys sealing the credentials of configured sources, comma-separated, newest first: the
+    # newest encrypts, every one decrypts, so a key is rotated by prepending its successor.
+    sources_encryption_keys: SecretStr | None = None
 
     @model_validator(mode="after")
     def _validate(self) -> Settings:
@@ -143,6 +157,12 @@ class Settings(BaseSettings):
                 return "postgresql+psycopg://" + url[len(prefix) :]
         return url
 
+    def source_keys(self) -> list[str]:
+        """The keys of SOURCES_ENCRYPTION_KEYS, newest first (empty when unset)."""
+        raw = self.sources_encryption_keys.get_secret_value() if self.sources_encryption_keys else ""
+        keys = [k.strip() for k in raw.split(",")]
+        return keys if any(keys) else []
+
     def secret_values(self) -> list[str]:
         """Every configured secret, for redaction."""
         secrets = [
@@ -152,6 +172,7 @@ class Settings(BaseSettings):
             self.flower_basic_auth,
         ]
         values = [s.get_secret_value() for s in secrets if s is not None]
+        values += self.source_keys()
         values += [p for p in (_url_password(self.database_url), _url_password(self.redis_url)) if p]
         if self.celery_broker_url:
             values += [p for p in (_url_password(self.celery_broker_url),) if p]
@@ -222,6 +243,20 @@ def _upstream_problems(
     return []
 
 
+def _fernet_key_problems(keys: list[str]) -> list[str]:
+    problems = []
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except ValueError:
+            # The message names the position only: the key itself is a secret, even a broken one.
+            problems.append(
+                f"SOURCES_ENCRYPTION_KEYS: key {position} of {len(keys)} is not a valid Fernet key "
+                "(32 url-safe base64-encoded bytes; make one with `syncworker sources keygen`)"
+            )
+    return problems
+
+
 def collect_problems(s: Settings) -> list[str]:
     """Every configuration problem, each naming its variable."""
     problems: list[str] = []
@@ -277,6 +312,7 @@ def collect_problems(s: Settings) -> list[str]:
             problems.append(f"{upstream}_BREAKER__OPEN_MAX_SECONDS: must be >= OPEN_SECONDS")
     if s.flower_basic_auth is not None and ":" not in s.flower_basic_auth.get_secret_value():
         problems.append("FLOWER_BASIC_AUTH: must be user:password")
+    problems += _fernet_key_problems(s.source_keys())
     return problems
 
 

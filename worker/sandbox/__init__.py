@@ -6,6 +6,8 @@ with WooCommerceSimulator(seed=1, size=1000) as woo:
     woo.catalog.change(id, name="x"); woo.faults.set(kind="status", status=503, retry_after=2)
 with OdooSimulator(seed=1, size=500, version="19.0") as odoo:
     odoo.base_url, odoo.db, odoo.login, odoo.api_key
+with WooFleet(shops=500, size=20, latency_ms=100) as fleet:  # or OdooFleet(databases=...)
+    fleet.source("shop-001"), fleet["shop-001"].faults.set(kind="hang"), fleet.edit("shop-001")
 ```
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 from worker.sandbox.catalog_odoo import OdooCatalog
 from worker.sandbox.catalog_woo import WooCatalog
 from worker.sandbox.faults import FaultInjector, FaultSpec, FaultSpecError
+from worker.sandbox.fleet import OdooFleet, WooFleet
 from worker.sandbox.odoo import OdooSimulator
 from worker.sandbox.woocommerce import WooCommerceSimulator
 
@@ -22,7 +25,9 @@ __all__ = [
     "FaultSpec",
     "FaultSpecError",
     "OdooCatalog",
+    "OdooFleet",
     "OdooSimulator",
     "WooCatalog",
     "WooCommerceSimulator",
+    "WooFleet",
 ]

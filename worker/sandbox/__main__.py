@@ -1,29 +1,55 @@
 """``python -m worker.sandbox woocommerce|odoo --port N --size N --seed N``: one simulator, foreground.
 
 It prints the base URL and the (fake) credentials so a demo can point syncworker at it.
+``woo-fleet --shops N`` and ``odoo-fleet --databases N`` serve many tenants from this one process and
+print one JSON line per tenant, shaped as a source (name, kind, url, options, credentials).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from worker.sandbox.http import Simulator
+from worker.sandbox.fleet import DEFAULT_SIZE, Fleet, OdooFleet, WooFleet
+from worker.sandbox.fleet_http import EDIT_PATH
+from worker.sandbox.http import CONTROL_PATH, Simulator
 from worker.sandbox.odoo import OdooSimulator
 from worker.sandbox.woocommerce import WooCommerceSimulator
 
+N = TypeVar("N", int, float)
+SINGLE_SIZE = 1000
+FLEETS = ("woo-fleet", "odoo-fleet")
 
-def build(args: argparse.Namespace) -> Simulator:
+
+def build(args: argparse.Namespace) -> Simulator | Fleet[Any]:
+    if args.upstream == "woo-fleet":
+        return WooFleet(
+            args.shops, args.size, seed=args.seed, latency_ms=args.latency_ms, host=args.host, port=args.port,
+            prefix=args.prefix or "shop",
+        )  # fmt: skip
+    if args.upstream == "odoo-fleet":
+        return OdooFleet(
+            args.databases, args.size, seed=args.seed, version=args.odoo_version,
+            xmlrpc_enabled=not args.no_xmlrpc, latency_ms=args.latency_ms, host=args.host, port=args.port,
+            prefix=args.prefix or "db",
+        )  # fmt: skip
     if args.upstream == "woocommerce":
         return WooCommerceSimulator(args.seed, args.size, host=args.host, port=args.port)
     return OdooSimulator(
         args.seed, args.size, host=args.host, port=args.port, version=args.odoo_version,
         xmlrpc_enabled=not args.no_xmlrpc,
     )  # fmt: skip
+
+
+def describe_fleet(fleet: Fleet[Any]) -> list[str]:
+    """One JSON line per tenant, each ready to register as a source."""
+    return [json.dumps(source, separators=(",", ":")) for source in fleet.sources()]
 
 
 def describe(sim: Simulator) -> list[str]:
@@ -47,21 +73,73 @@ def describe(sim: Simulator) -> list[str]:
     return lines
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def at_least(minimum: int, kind: Callable[[str], N]) -> Callable[[str], N]:
+    """An argparse type that refuses values below ``minimum``."""
+
+    def convert(text: str) -> N:
+        value = kind(text)
+        if value < minimum:
+            msg = f"must be at least {minimum}, not {text}"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    return convert
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m worker.sandbox")
-    parser.add_argument("upstream", choices=("woocommerce", "odoo"))
+    parser.add_argument("upstream", choices=("woocommerce", "odoo", *FLEETS))
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--size", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--size", type=at_least(0, int), help=f"records per tenant ({SINGLE_SIZE}; fleets {DEFAULT_SIZE})"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="fleets: the first tenant's, then +1 each")
     parser.add_argument("--odoo-version", default="17.0")
     parser.add_argument("--no-xmlrpc", action="store_true", help="Odoo 19+: answer 404 on XML-RPC")
+    parser.add_argument("--shops", type=at_least(1, int), help="woo-fleet: how many shops (default 2)")
+    parser.add_argument(
+        "--databases", type=at_least(1, int), help="odoo-fleet: how many databases (default 2)"
+    )
+    parser.add_argument("--latency-ms", type=at_least(0, float), help="fleets: added to each API request")
+    parser.add_argument(
+        "--prefix", help="fleets: tenant names are <prefix>-001... (shop, db); distinct per fleet process"
+    )
     args = parser.parse_args(argv)
+    misplaced = [
+        flag
+        for flag, value, modes in (
+            ("--shops", args.shops, ("woo-fleet",)),
+            ("--databases", args.databases, ("odoo-fleet",)),
+            ("--latency-ms", args.latency_ms, FLEETS),
+            ("--prefix", args.prefix, FLEETS),
+        )
+        if value is not None and args.upstream not in modes
+    ]
+    if misplaced:
+        parser.error(f"{', '.join(misplaced)} does not apply to {args.upstream}")
+    fleet = args.upstream in FLEETS
+    args.size = args.size if args.size is not None else (DEFAULT_SIZE if fleet else SINGLE_SIZE)
+    args.shops, args.databases, args.latency_ms = args.shops or 2, args.databases or 2, args.latency_ms or 0.0
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse(argv)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
-    with build(args) as sim:
+    with build(args) as served:
         # The credentials are fake and exist only in this process: printing them is the point.
-        print("\n".join(describe(sim)), flush=True)
+        if isinstance(served, Fleet):
+            print("\n".join(describe_fleet(served)), flush=True)
+            print(
+                f"# {len(served)} tenants on {served.server.url_of('<name>')}; "
+                f"faults: POST <url>{CONTROL_PATH}, edits: POST <url>{EDIT_PATH}",
+                file=sys.stderr,
+                flush=True,
+            )
+        else:
+            print("\n".join(describe(served)), flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             done.wait()
     return 0

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from worker.sandbox.faults import FaultSpec
+from worker.sandbox.faults import FaultInjector, FaultSpec
 from worker.sandbox.wire import Request, Response
 
 if TYPE_CHECKING:
-    from worker.sandbox.http import Simulator, _Handler, _ServerControl
+    from worker.sandbox.http import Simulator, _Handler
 
 CHUNK_BYTES = 64 * 1024
 
@@ -51,6 +52,16 @@ REASONS = {
 }
 
 
+class ServerSide(Protocol):
+    """What a fault needs from the server that plays it: its stop signal and the injector to report to."""
+
+    @property
+    def stopping(self) -> threading.Event: ...
+
+    @property
+    def faults(self) -> FaultInjector: ...
+
+
 def reason(status: int) -> str:
     return REASONS.get(status, "Error")
 
@@ -79,7 +90,7 @@ def play(
     fault: FaultSpec,
     request: Request,
     simulator: Simulator,
-    control: _ServerControl,
+    control: ServerSide,
 ) -> None:
     """Answer ``request`` with ``fault`` applied."""
     kind = fault.kind
@@ -95,7 +106,7 @@ def play(
         handler.send(simulator.fault_response(fault, request))
 
 
-def _hang(handler: _Handler, fault: FaultSpec, control: _ServerControl) -> None:
+def _hang(handler: _Handler, fault: FaultSpec, control: ServerSide) -> None:
     # The request was read and accepted; no byte is answered. Stopping the server releases it.
     control.stopping.wait(fault.hang_seconds)
     handler.close_connection = True
@@ -127,7 +138,7 @@ def _oversized(
     fault: FaultSpec,
     request: Request,
     simulator: Simulator,
-    control: _ServerControl,
+    control: ServerSide,
 ) -> None:
     head, unit, tail, content_type = simulator.oversized_parts(request)
     total = fault.oversized_bytes

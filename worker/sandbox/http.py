@@ -25,7 +25,7 @@ from worker.sandbox import faultplay
 from worker.sandbox.faults import FaultInjector, FaultSpec, FaultSpecError
 from worker.sandbox.wire import Request, Response, json_response
 
-__all__ = ["CONTROL_PATH", "Request", "Response", "Simulator", "json_response"]
+__all__ = ["CONTROL_PATH", "Request", "Response", "Simulator", "answer_fault_control", "json_response"]
 
 CONTROL_PATH = "/__faults__"
 
@@ -50,6 +50,8 @@ class Simulator(abc.ABC):
         # Called with each API request before it is answered: a test mutates the catalog here to
         # model activity landing *between* the page requests of a running sync.
         self.before_request: Callable[[Request], None] | None = None
+        # Set when another server (a fleet) answers for this simulator under a path prefix.
+        self._mounted_url: str | None = None
 
     def now(self) -> datetime:
         """The upstream's clock (the base clock plus ``skew``)."""
@@ -72,7 +74,14 @@ class Simulator(abc.ABC):
 
     @property
     def base_url(self) -> str:
+        if self._mounted_url is not None:
+            return self._mounted_url
         return f"http://{self._server.host}:{self.port}"
+
+    def mount(self, base_url: str) -> None:
+        """Be served by another server at ``base_url`` instead of listening on a port of its own."""
+        self._mounted_url = base_url.rstrip("/")
+        self.on_started()
 
     @property
     def port(self) -> int:
@@ -295,22 +304,7 @@ class _Handler(BaseHTTPRequestHandler):
             control.set_current(None)
 
     def _control(self, request: Request) -> Response:
-        faults = self.server.control.faults
-        if request.method == "DELETE":
-            faults.clear()
-            return json_response(200, faults.snapshot())
-        if request.method == "POST":
-            try:
-                options = json.loads(request.body or b"{}")
-                if not isinstance(options, dict):
-                    raise FaultSpecError("the body must be a JSON object")
-                faults.set(**options)
-            except (ValueError, FaultSpecError) as exc:
-                return json_response(400, {"error": str(exc)})
-            return json_response(200, faults.snapshot())
-        if request.method == "GET":
-            return json_response(200, faults.snapshot())
-        return json_response(405, {"error": "use GET, POST or DELETE"})
+        return answer_fault_control(self.server.control.faults, request)
 
     def date_time_string(self, timestamp: float | None = None) -> str:
         # The ``Date`` header follows the simulated upstream's clock, skew included.
@@ -333,3 +327,22 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in response.headers:
             self.send_header(name, value)
         self.end_headers()
+
+
+def answer_fault_control(faults: FaultInjector, request: Request) -> Response:
+    """``/__faults__``: GET shows the fault and counters, POST sets a fault, DELETE clears it."""
+    if request.method == "DELETE":
+        faults.clear()
+        return json_response(200, faults.snapshot())
+    if request.method == "POST":
+        try:
+            options = json.loads(request.body or b"{}")
+            if not isinstance(options, dict):
+                raise FaultSpecError("the body must be a JSON object")
+            faults.set(**options)
+        except (ValueError, FaultSpecError) as exc:
+            return json_response(400, {"error": str(exc)})
+        return json_response(200, faults.snapshot())
+    if request.method == "GET":
+        return json_response(200, faults.snapshot())
+    return json_response(405, {"error": "use GET, POST or DELETE"})

@@ -112,7 +112,7 @@ class RunContext:
             self.invalid_ids.add(record_id)
         self.event_log.record(
             self.spec.record_invalid_event,
-            aggregate_id=f"{self.spec.source.value}:{record_id}",
+            aggregate_id=f"{self.spec.source}:{record_id}",
             correlation_id=self.correlation_id,
             payload={"id": record_id, "reason": reason[:REASON_MAX], "run_id": self.run_id},
         )
@@ -226,7 +226,7 @@ class RunContext:
         """An event about this run (``record`` never raises)."""
         self.event_log.record(
             event_type,
-            aggregate_id=self.spec.source.value,
+            aggregate_id=self.spec.source,
             correlation_id=self.correlation_id,
             payload={"run_id": self.run_id, **payload},
         )

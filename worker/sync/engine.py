@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis import Redis
 from sqlalchemy import select, text
@@ -27,15 +27,12 @@ from worker.infra import metrics
 from worker.infra.errors import CANCELLATIONS, CircuitOpenError, UpstreamError
 from worker.infra.logs import log_context
 from worker.infra.settings import Settings
-from worker.kinds.odoo.passes import run_odoo
-from worker.kinds.woocommerce.passes import run_woocommerce
 from worker.sync import fence
 from worker.sync.context import RunContext, StopRequested, transaction
 from worker.sync.lock import Deferred, Holder, LockHeartbeat, LockLost, RunLock, mode_of
 from worker.sync.outcome import Counts, RunStatus
 from worker.sync.protocols import EventSink
 from worker.sync.runs import close_stale_runs, finish_run, open_run, record_skipped_run
-from worker.sync.sources import SyncSource, spec_for
 from worker.sync.state import (
     STATE,
     Bookmark,
@@ -44,6 +41,9 @@ from worker.sync.state import (
     record_outcome,
     save_checkpoint,
 )
+
+if TYPE_CHECKING:
+    from worker.kinds.base import SourceKind
 
 # How long a run waits for the source's state row when it starts (a stalled run may hold it).
 CLAIM_LOCK_TIMEOUT_MS = 10_000
@@ -59,7 +59,8 @@ def utcnow() -> dt.datetime:
 
 @dataclass
 class SyncDeps:
-    """Everything a run needs, built by the task module (``client`` matches the source)."""
+    """Everything a run of one source needs: ``settings`` are the source's own (``kind.configure``),
+    ``client`` is the kind's client behind the source's breaker."""
 
     settings: Settings
     session_factory: Callable[[], Session]
@@ -67,6 +68,7 @@ class SyncDeps:
     event_log: EventSink
     breaker: Any
     client: Any
+    kind: SourceKind
     clock: Callable[[], dt.datetime] = utcnow
 
 
@@ -85,7 +87,7 @@ class RunResult:
 
 
 def run_sync(
-    source: SyncSource,
+    source: str,
     deps: SyncDeps,
     *,
     full: bool,
@@ -129,9 +131,7 @@ def _release(lock: RunLock, dispatch_followups: Callable[[list[str]], None] | No
                          exc_info=True)  # fmt: skip
 
 
-def _defer(
-    source: SyncSource, deps: SyncDeps, got: Deferred, *, full: bool, task_id: str | None
-) -> RunResult:
+def _defer(source: str, deps: SyncDeps, got: Deferred, *, full: bool, task_id: str | None) -> RunResult:
     status = RunStatus.DEFERRED
     holder = got.holder.public() if got.holder is not None else None
     details = {"holder": holder, "followup": _mode(full), "coalesced": not got.created}
@@ -140,13 +140,13 @@ def _defer(
                                     details=details)  # fmt: skip
     deps.event_log.record(
         "sync.deferred",
-        aggregate_id=source.value,
-        correlation_id=f"{source.value}:{run_id}",
+        aggregate_id=source,
+        correlation_id=f"{source}:{run_id}",
         payload={"run_id": run_id, "full": full, "task_id": task_id, **details},
     )
     logger.info("sync deferred: a follow-up runs when the current run ends",
-                extra={"source": source.value, "run_id": run_id, "coalesced": not got.created})  # fmt: skip
-    metrics.record_sync_run(source.value, _mode(full), status.value, 0.0, Counts().as_dict())
+                extra={"source": source, "run_id": run_id, "coalesced": not got.created})  # fmt: skip
+    metrics.record_sync_run(source, _mode(full), status.value, 0.0, Counts().as_dict())
     return RunResult(run_id, status, holder=holder, coalesced=not got.created)
 
 
@@ -184,7 +184,7 @@ class SourceBusy(LockLost):
     """The source's state row stayed locked (a stalled run's page transaction): try again later."""
 
 
-def _start(source: SyncSource, deps: SyncDeps, *, full: bool, task_id: str | None) -> Start:
+def _start(source: str, deps: SyncDeps, *, full: bool, task_id: str | None) -> Start:
     """Claim the source's fencing token, close the rows of runs it fences out, open this run's row.
 
     The run serves the requests made before its *pass* started: a fresh pass, every request so far; a
@@ -208,8 +208,8 @@ def _start(source: SyncSource, deps: SyncDeps, *, full: bool, task_id: str | Non
     for old in stale:
         deps.event_log.record(
             "sync.interrupted",
-            aggregate_id=source.value,
-            correlation_id=f"{source.value}:{old}",
+            aggregate_id=source,
+            correlation_id=f"{source}:{old}",
             payload={
                 "run_id": old,
                 "closed_by_run": run_id,
@@ -220,7 +220,7 @@ def _start(source: SyncSource, deps: SyncDeps, *, full: bool, task_id: str | Non
 
 
 def _run_locked(
-    source: SyncSource,
+    source: str,
     deps: SyncDeps,
     lock: RunLock,
     *,
@@ -236,10 +236,10 @@ def _run_locked(
         lock.clear_served(start.serves_through, full)
     run_id = start.run_id
     ctx = RunContext(
-        spec=spec_for(source),
+        spec=deps.kind.spec(source),
         full=full,
         run_id=run_id,
-        correlation_id=f"{source.value}:{run_id}",
+        correlation_id=f"{source}:{run_id}",
         session_factory=deps.session_factory,
         event_log=deps.event_log,
         lock=lock,
@@ -250,7 +250,7 @@ def _run_locked(
         serves_through=start.serves_through,
     )
     with (
-        log_context(correlation_id=ctx.correlation_id, sync_source=source.value, run_id=run_id),
+        log_context(correlation_id=ctx.correlation_id, sync_source=source, run_id=run_id),
         _client_correlation(deps.client, ctx.correlation_id),
     ):
         try:
@@ -280,7 +280,7 @@ def _superseded(ctx: RunContext) -> bool:
         return True
     try:
         with transaction(ctx.session_factory) as conn:
-            current = conn.execute(select(STATE.c.fence).where(STATE.c.source == ctx.spec.source.value))
+            current = conn.execute(select(STATE.c.fence).where(STATE.c.source == ctx.spec.source))
             return current.scalar_one_or_none() != ctx.fence
     except Exception:
         return False
@@ -293,10 +293,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def _pass(ctx: RunContext, deps: SyncDeps, bookmark: Bookmark) -> dt.datetime | None:
-    if ctx.spec.source is SyncSource.ODOO_SUPPLIERS:
-        return run_odoo(ctx, deps.client, bookmark)
-    overlap = dt.timedelta(seconds=deps.settings.sync_overlap_seconds)
-    return run_woocommerce(ctx, deps.client, bookmark, overlap, deps.settings.woocommerce_page_concurrency)
+    return deps.kind.run_pass(ctx, deps.client, bookmark, deps.settings)
 
 
 def _execute(ctx: RunContext, deps: SyncDeps, bookmark: Bookmark) -> RunResult:
@@ -368,7 +365,7 @@ def _close(ctx: RunContext, deps: SyncDeps, result: RunResult) -> None:
     now = deps.clock()
     # Counted first: a database outage must not hide a run from the metrics as well.
     duration = max(0.0, (now - ctx.started_at).total_seconds())
-    metrics.record_sync_run(ctx.spec.source.value, _mode(ctx.full), result.status.value, duration,
+    metrics.record_sync_run(ctx.spec.source, _mode(ctx.full), result.status.value, duration,
                             result.counts.as_dict())  # fmt: skip
     with transaction(deps.session_factory) as conn:
         finish_run(conn, ctx.run_id, status=result.status, counts=result.counts, now=now,
@@ -379,7 +376,7 @@ def _close(ctx: RunContext, deps: SyncDeps, result: RunResult) -> None:
     _record_outcome_event(ctx, result, details)
     logger.info(
         "sync finished",
-        extra={"source": ctx.spec.source.value, "status": result.status.value, **result.counts.as_dict()},
+        extra={"source": ctx.spec.source, "status": result.status.value, **result.counts.as_dict()},
     )
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from models import SyncState
 from worker.sync.lock import LockLost
-from worker.sync.sources import SyncSource, table_of
+from worker.sync.sources import table_of
 
 STATE = table_of(SyncState)
 
@@ -26,14 +26,14 @@ class FencedOut(LockLost):
     """A newer run claimed the source; this run's transaction must not commit."""
 
 
-def ensure_state_row(conn: Connection, source: SyncSource) -> None:
+def ensure_state_row(conn: Connection, source: str) -> None:
     # Requests are numbered outside the run lock, so two processes may create the row at once.
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    row: dict[str, Any] = {"source": source.value, "checkpoint": {}, "fence": 0, "requests": 0}
+    row: dict[str, Any] = {"source": source, "checkpoint": {}, "fence": 0, "requests": 0}
     conn.execute(dialect.insert(STATE).values(**row).on_conflict_do_nothing(index_elements=["source"]))
 
 
-def claim(conn: Connection, source: SyncSource) -> tuple[int, int]:
+def claim(conn: Connection, source: str) -> tuple[int, int]:
     """Take the next fencing token for ``source``; call while holding its lock.
 
     Returns the token and the number of the newest request made so far: a pass that starts now serves
@@ -42,7 +42,7 @@ def claim(conn: Connection, source: SyncSource) -> tuple[int, int]:
     ensure_state_row(conn, source)
     stmt = (
         update(STATE)
-        .where(STATE.c.source == source.value)
+        .where(STATE.c.source == source)
         .values(fence=STATE.c.fence + 1)
         .returning(STATE.c.fence, STATE.c.requests)
     )
@@ -50,25 +50,25 @@ def claim(conn: Connection, source: SyncSource) -> tuple[int, int]:
     return int(token), int(requests)
 
 
-def next_request(conn: Connection, source: SyncSource) -> int:
+def next_request(conn: Connection, source: str) -> int:
     """Number a new request for ``source`` (commit it before the request is sent)."""
     ensure_state_row(conn, source)
     stmt = (
         update(STATE)
-        .where(STATE.c.source == source.value)
+        .where(STATE.c.source == source)
         .values(requests=STATE.c.requests + 1)
         .returning(STATE.c.requests)
     )
     return int(conn.execute(stmt).scalar_one())
 
 
-def check(conn: Connection, source: SyncSource, fence: int) -> None:
+def check(conn: Connection, source: str, fence: int) -> None:
     """Lock the source's state row and make sure ``fence`` is still current.
 
     Raises:
         FencedOut: a newer run claimed the source (the caller's transaction rolls back).
     """
-    query = select(STATE.c.fence).where(STATE.c.source == source.value).with_for_update()
+    query = select(STATE.c.fence).where(STATE.c.source == source).with_for_update()
     current = conn.execute(query).scalar_one_or_none()
     if current != fence:
         msg = f"fenced out: this run holds token {fence}, the source is now at {current}"

@@ -32,8 +32,6 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from worker.sync.sources import SyncSource
-
 logger = logging.getLogger(__name__)
 
 FULL, INCREMENTAL = "full", "incremental"
@@ -100,12 +98,12 @@ return pending
 """
 
 
-def lock_name(prefix: str, source: SyncSource) -> str:
-    return f"{prefix}:{{{source.value}}}:lock"
+def lock_name(prefix: str, source: str) -> str:
+    return f"{prefix}:{{{source}}}:lock"
 
 
-def followups_name(prefix: str, source: SyncSource) -> str:
-    return f"{prefix}:{{{source.value}}}:followups"
+def followups_name(prefix: str, source: str) -> str:
+    return f"{prefix}:{{{source}}}:followups"
 
 
 def mode_of(full: bool) -> str:
@@ -214,9 +212,7 @@ def _text(value: Any) -> str:
 class RunLock:
     """A non-blocking, TTL-bound lock on one source; once lost, it stays lost."""
 
-    def __init__(
-        self, redis: Redis, prefix: str, source: SyncSource, ttl_seconds: float, holder: Holder
-    ) -> None:
+    def __init__(self, redis: Redis, prefix: str, source: str, ttl_seconds: float, holder: Holder) -> None:
         self.ttl = ttl_seconds
         self.holder = holder
         self.name = lock_name(prefix, source)

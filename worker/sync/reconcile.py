@@ -76,7 +76,8 @@ def mark_missing(
     if seen is None:
         return None
     table = spec.table
-    stmt = update(table).where(table.c.deleted_at.is_(None), _gone(spec, seen), *scope).values(deleted_at=now)
+    live = (spec.rows, table.c.deleted_at.is_(None))
+    stmt = update(table).where(*live, _gone(spec, seen), *scope).values(deleted_at=now)
     marked = int(conn.execute(stmt).rowcount)
     seen.drop(conn)
     return marked
@@ -96,7 +97,9 @@ def missing_keys(
         return None
     table = spec.table
     key = table.c[spec.key]
-    query = select(key).where(table.c.deleted_at.is_(None), _gone(spec, seen), *scope).order_by(key)
+    query = (
+        select(key).where(spec.rows, table.c.deleted_at.is_(None), _gone(spec, seen), *scope).order_by(key)
+    )
     keys = [int(k) for k in conn.execute(query).scalars()]
     seen.drop(conn)
     return keys
@@ -108,7 +111,7 @@ def mark_keys_deleted(conn: Connection, spec: SourceSpec, keys: Sequence[int], n
     marked = 0
     for start in range(0, len(keys), 1000):
         chunk = [int(k) for k in keys[start : start + 1000]]
-        stmt = update(table).where(table.c[spec.key].in_(chunk), table.c.deleted_at.is_(None))
+        stmt = update(table).where(spec.rows, table.c[spec.key].in_(chunk), table.c.deleted_at.is_(None))
         marked += int(conn.execute(stmt.values(deleted_at=now)).rowcount)
     return marked
 
@@ -119,10 +122,13 @@ def mark_orphaned_variations(conn: Connection, spec: SourceSpec, now: dt.datetim
     parent = aliased(table)
     dead_parent = exists(
         select(parent.c.woo_id).where(
-            parent.c.woo_id == table.c.parent_woo_id, parent.c.deleted_at.is_not(None)
+            parent.c.source == table.c.source,
+            parent.c.woo_id == table.c.parent_woo_id,
+            parent.c.deleted_at.is_not(None),
         )
     )
-    stmt = update(table).where(table.c.parent_woo_id.is_not(None), table.c.deleted_at.is_(None), dead_parent)
+    variations = (spec.rows, table.c.parent_woo_id.is_not(None), table.c.deleted_at.is_(None))
+    stmt = update(table).where(*variations, dead_parent)
     return int(conn.execute(stmt.values(deleted_at=now)).rowcount)
 
 
@@ -134,6 +140,7 @@ def mark_missing_variations(
         return 0
     table = spec.table
     stmt = update(table).where(
+        spec.rows,
         table.c.parent_woo_id == parent_id,
         table.c.deleted_at.is_(None),
         table.c.woo_id.not_in(list(seen_ids)),

@@ -13,10 +13,9 @@ from sqlalchemy.orm import Session
 
 from worker.sync import fence
 from worker.sync.context import transaction
-from worker.sync.sources import SyncSource
 
 
-def number_request(session_factory: Callable[[], Session], source: SyncSource) -> int:
+def number_request(session_factory: Callable[[], Session], source: str) -> int:
     """Number a new request for ``source``, committed before the request is sent."""
     with transaction(session_factory) as conn:
         return fence.next_request(conn, source)

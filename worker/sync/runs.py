@@ -13,7 +13,7 @@ from sqlalchemy import Connection, select, update
 
 from models import SyncRun
 from worker.sync.outcome import Counts, RunStatus
-from worker.sync.sources import SyncSource, table_of
+from worker.sync.sources import table_of
 
 RUNS = table_of(SyncRun)
 ERROR_MAX = 2000
@@ -25,7 +25,7 @@ def _mode(full: bool) -> str:
 
 def open_run(
     conn: Connection,
-    source: SyncSource,
+    source: str,
     *,
     full: bool,
     task_id: str | None,
@@ -35,7 +35,7 @@ def open_run(
 ) -> int:
     """A ``running`` row for a run that holds the source's lock (and its fencing token)."""
     values = {
-        "source": source.value,
+        "source": source,
         "mode": _mode(full),
         "task_id": task_id,
         "status": RunStatus.RUNNING.value,
@@ -80,7 +80,7 @@ def update_run_counts(conn: Connection, run_id: int, counts: Counts) -> None:
 
 def record_skipped_run(
     conn: Connection,
-    source: SyncSource,
+    source: str,
     *,
     full: bool,
     task_id: str | None,
@@ -89,21 +89,21 @@ def record_skipped_run(
     details: dict[str, Any] | None = None,
 ) -> int:
     """A run that never started (its source's lock is held elsewhere): opened and closed at once."""
-    values = {"source": source.value, "mode": _mode(full), "task_id": task_id, "status": status.value}
+    values = {"source": source, "mode": _mode(full), "task_id": task_id, "status": status.value}
     stmt = RUNS.insert().values(
         started_at=now, finished_at=now, duration_seconds=0.0, details=details, **values
     )
     return int(conn.execute(stmt.returning(RUNS.c.id)).scalar_one())
 
 
-def close_stale_runs(conn: Connection, source: SyncSource, *, now: dt.datetime) -> list[int]:
+def close_stale_runs(conn: Connection, source: str, *, now: dt.datetime) -> list[int]:
     """Mark ``interrupted`` every ``running`` row of the source; call in the transaction that claims
     the source's fencing token.
 
     The run that left such a row either died or lost its lock; either way the new token fences it
     out, so it can write nothing more (not even this row: ``finish_run`` leaves closed rows alone).
     """
-    stale = select(RUNS.c.id).where(RUNS.c.source == source.value, RUNS.c.status == RunStatus.RUNNING.value)
+    stale = select(RUNS.c.id).where(RUNS.c.source == source, RUNS.c.status == RunStatus.RUNNING.value)
     ids = [int(i) for i in conn.execute(stale).scalars()]
     if ids:
         values = {
@@ -121,19 +121,19 @@ SERVING = (RunStatus.SUCCEEDED.value, RunStatus.PARTIAL.value)
 NOT_A_RUN = (RunStatus.DEFERRED.value, RunStatus.SKIPPED_ALREADY_RUNNING.value)
 
 
-def covering(source: SyncSource, *, request: int, full: bool) -> list[Any]:
+def covering(source: str, *, request: int, full: bool) -> list[Any]:
     """Conditions on ``sync_runs``: runs that started after request number ``request`` was made, in
     a mode that serves it (a full request only by a full run, an incremental one by either)."""
     modes = [_mode(True)] if full else [_mode(True), _mode(False)]
     return [
-        RUNS.c.source == source.value,
+        RUNS.c.source == source,
         RUNS.c.serves_through >= request,
         RUNS.c.mode.in_(modes),
         RUNS.c.status.not_in(NOT_A_RUN),
     ]
 
 
-def served_by(conn: Connection, source: SyncSource, *, request: int, full: bool) -> int | None:
+def served_by(conn: Connection, source: str, *, request: int, full: bool) -> int | None:
     """The id of a finished run that served the request, if one did."""
     conditions = covering(source, request=request, full=full)
     stmt = select(RUNS.c.id).where(*conditions, RUNS.c.status.in_(SERVING)).order_by(RUNS.c.id).limit(1)

@@ -1,4 +1,8 @@
-"""The two sync sources, declared as data: which upstream, which table, which key."""
+"""How a source's records are stored: its name, its kind, the table and the upstream id column.
+
+``SyncSource`` names the sources a deployment configures with environment variables: the names their
+bookmarks, runs and rows carried before sources became configurable, kept so upgrades change nothing.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,6 @@ from typing import Any, cast
 
 from sqlalchemy import Table
 
-from models import Product, Supplier
-
 
 class SyncSource(StrEnum):
     WOOCOMMERCE_PRODUCTS = "woocommerce-products"
@@ -18,12 +20,18 @@ class SyncSource(StrEnum):
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """How a source is stored: ``key`` is the upstream id column the upserts conflict on."""
+    """``source`` is the configured source's name; rows are unique by (source, ``key``)."""
 
-    source: SyncSource
+    source: str
     upstream: str
     table: Table
     key: str
+
+    @property
+    def rows(self) -> Any:
+        """The clause that scopes a query on ``table`` to this source's rows: every read and every
+        reconciliation of a source goes through it, so no run ever touches another source's rows."""
+        return self.table.c.source == self.source
 
     @property
     def record_invalid_event(self) -> str:
@@ -33,15 +41,3 @@ class SourceSpec:
 def table_of(model: Any) -> Table:
     """A model's ``Table`` (typed as such; ``__table__`` is typed as a generic ``FromClause``)."""
     return cast(Table, model.__table__)
-
-
-SPECS: dict[SyncSource, SourceSpec] = {
-    SyncSource.WOOCOMMERCE_PRODUCTS: SourceSpec(
-        SyncSource.WOOCOMMERCE_PRODUCTS, "woocommerce", table_of(Product), "woo_id"
-    ),
-    SyncSource.ODOO_SUPPLIERS: SourceSpec(SyncSource.ODOO_SUPPLIERS, "odoo", table_of(Supplier), "odoo_id"),
-}
-
-
-def spec_for(source: SyncSource) -> SourceSpec:
-    return SPECS[source]

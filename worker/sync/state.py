@@ -16,7 +16,7 @@ from sqlalchemy import Connection, select, update
 
 from models import SyncState
 from worker.sync.outcome import RunStatus
-from worker.sync.sources import SyncSource, table_of
+from worker.sync.sources import table_of
 
 STATE = table_of(SyncState)
 
@@ -31,15 +31,15 @@ def _mode(full: bool) -> str:
     return "full" if full else "incremental"
 
 
-def _ensure_row(conn: Connection, source: SyncSource) -> dict[str, Any]:
-    row = conn.execute(select(STATE).where(STATE.c.source == source.value)).mappings().first()
+def _ensure_row(conn: Connection, source: str) -> dict[str, Any]:
+    row = conn.execute(select(STATE).where(STATE.c.source == source)).mappings().first()
     if row is None:
-        conn.execute(STATE.insert().values(source=source.value, checkpoint={}))
+        conn.execute(STATE.insert().values(source=source, checkpoint={}))
         return {"watermark": None, "checkpoint": {}}
     return dict(row)
 
 
-def load_bookmark(conn: Connection, source: SyncSource, *, full: bool) -> Bookmark:
+def load_bookmark(conn: Connection, source: str, *, full: bool) -> Bookmark:
     """The source's watermark and the checkpoint of an unfinished run of the same mode."""
     row = _ensure_row(conn, source)
     checkpoints = row.get("checkpoint") or {}
@@ -47,18 +47,18 @@ def load_bookmark(conn: Connection, source: SyncSource, *, full: bool) -> Bookma
 
 
 def _set_checkpoint(
-    conn: Connection, source: SyncSource, full: bool, value: dict[str, Any] | None, now: dt.datetime
+    conn: Connection, source: str, full: bool, value: dict[str, Any] | None, now: dt.datetime
 ) -> None:
     current = _ensure_row(conn, source).get("checkpoint") or {}
     checkpoints = {k: v for k, v in current.items() if k != _mode(full)}
     if value is not None:
         checkpoints[_mode(full)] = value
-    stmt = update(STATE).where(STATE.c.source == source.value).values(checkpoint=checkpoints, updated_at=now)
+    stmt = update(STATE).where(STATE.c.source == source).values(checkpoint=checkpoints, updated_at=now)
     conn.execute(stmt)
 
 
 def save_checkpoint(
-    conn: Connection, source: SyncSource, *, full: bool, checkpoint: dict[str, Any], now: dt.datetime
+    conn: Connection, source: str, *, full: bool, checkpoint: dict[str, Any], now: dt.datetime
 ) -> None:
     """Record where this mode's pass resumes; call inside the page's transaction."""
     _set_checkpoint(conn, source, full, checkpoint, now)
@@ -66,7 +66,7 @@ def save_checkpoint(
 
 def complete_pass(
     conn: Connection,
-    source: SyncSource,
+    source: str,
     *,
     full: bool,
     watermark: dt.datetime | None,
@@ -84,12 +84,12 @@ def complete_pass(
     values: dict[str, Any] = {"updated_at": now}
     if watermark is not None:
         values["watermark"] = watermark
-    conn.execute(update(STATE).where(STATE.c.source == source.value).values(**values))
+    conn.execute(update(STATE).where(STATE.c.source == source).values(**values))
 
 
 def record_outcome(
     conn: Connection,
-    source: SyncSource,
+    source: str,
     *,
     run_id: int | None,
     status: RunStatus,
@@ -103,4 +103,4 @@ def record_outcome(
         values["last_success_at"] = now
         if full:
             values["last_full_success_at"] = now
-    conn.execute(update(STATE).where(STATE.c.source == source.value).values(**values))
+    conn.execute(update(STATE).where(STATE.c.source == source).values(**values))

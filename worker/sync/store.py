@@ -40,7 +40,7 @@ def prepare_rows(spec: SourceSpec, rows: Sequence[dict[str, Any]], now: dt.datet
     by_key: dict[Any, dict[str, Any]] = {}
     for row in rows:
         stamped = {**row, "content_hash": content_hash(row)}
-        stamped.update(first_synced_at=now, last_synced_at=now, deleted_at=None)
+        stamped.update(source=spec.source, first_synced_at=now, last_synced_at=now, deleted_at=None)
         by_key[row[spec.key]] = stamped
     return list(by_key.values())
 
@@ -76,21 +76,20 @@ def _changed(table: Table, excluded: Any) -> Any:
 
 
 @functools.cache
-def _sqlite_statement(spec: SourceSpec) -> Any:
-    """The SQLite page upsert, built once per source.
+def _sqlite_statement(table: Table, key: str) -> Any:
+    """The SQLite page upsert, built once per table (shared by its sources: the source is a value).
 
     Executed with the page's rows as parameters, SQLAlchemy's "insertmanyvalues" sends it as one
     multi-row ``INSERT ... VALUES (...), (...) ON CONFLICT ... RETURNING`` per page, from a compiled
     form that is cached (a ``.values(rows)`` statement is recompiled for every page).
     """
-    table = spec.table
     insert = sqlite.insert(table)
     stmt = insert.on_conflict_do_update(
-        index_elements=[table.c[spec.key]],
+        index_elements=[table.c.source, table.c[key]],
         set_=_set_clause(table, insert.excluded),
         where=_changed(table, insert.excluded),
     )
-    return stmt.returning(table.c[spec.key])
+    return stmt.returning(table.c[key])
 
 
 @dataclass(frozen=True)
@@ -113,11 +112,12 @@ class CopyPlan:
         )
 
 
-_COPY_PLANS: dict[tuple[SourceSpec, str, tuple[str, ...]], CopyPlan] = {}
+# One plan per table and column set, shared by every source of the table (the source is a column value).
+_COPY_PLANS: dict[tuple[str, str, str, tuple[str, ...]], CopyPlan] = {}
 
 
 def _copy_plan(dialect: Dialect, spec: SourceSpec, names: tuple[str, ...]) -> CopyPlan:
-    cache_key = (spec, dialect.driver, names)
+    cache_key = (spec.table.name, spec.key, dialect.driver, names)
     cached = _COPY_PLANS.get(cache_key)
     if cached is not None:
         return cached
@@ -133,7 +133,7 @@ def _copy_plan(dialect: Dialect, spec: SourceSpec, names: tuple[str, ...]) -> Co
     staged = sa_table(stage_name, *[column(n) for n in names])
     insert = postgresql.insert(table).from_select(list(names), select(*staged.c))
     upsert = insert.on_conflict_do_update(
-        index_elements=[table.c[spec.key]],
+        index_elements=[table.c.source, table.c[spec.key]],
         set_=_set_clause(table, insert.excluded),
         where=_changed(table, insert.excluded),
     )
@@ -171,7 +171,8 @@ def _upsert_sqlite(conn: Connection, spec: SourceSpec, rows: list[dict[str, Any]
     # run the only writer of the table, so nothing inserts between the select and the upsert.
     table = spec.table
     keys = [row[spec.key] for row in rows]
-    existing = set(conn.execute(select(table.c[spec.key]).where(table.c[spec.key].in_(keys))).scalars())
-    returned = conn.execute(_sqlite_statement(spec), rows).scalars().all()
+    query = select(table.c[spec.key]).where(spec.rows, table.c[spec.key].in_(keys))
+    existing = set(conn.execute(query).scalars())
+    returned = conn.execute(_sqlite_statement(spec.table, spec.key), rows).scalars().all()
     inserted = sum(1 for key in returned if key not in existing)
     return inserted, len(returned) - inserted

@@ -89,6 +89,7 @@ def test_an_event_outlives_the_rolled_back_transaction_it_describes(
     with Session(clean_pg) as session, session.begin():
         session.add(
             Supplier(
+                source="odoo-suppliers",
                 odoo_id=7,
                 name="Acme",
                 raw={},

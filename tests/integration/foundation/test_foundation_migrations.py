@@ -5,11 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -20,27 +17,7 @@ from worker.infra.db import downgrade_database, make_engine, upgrade_database
 
 pytestmark = pytest.mark.integration
 
-TABLES = {"event_log", "products", "suppliers", "sync_reconcile_ids", "sync_runs", "sync_state"}
-
-
-@pytest.fixture
-def scratch_pg_url(pg_url: str) -> Iterator[str]:
-    """A database of this test's own: the shared migrated one must not be downgraded under others."""
-    base, _, _ = pg_url.rpartition("/")
-    admin = f"{base}/postgres"
-    name = f"syncworker_mig_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'migrations.db'}"
+TABLES = {"event_log", "products", "sources", "suppliers", "sync_reconcile_ids", "sync_runs", "sync_state"}
 
 
 def tables(engine: Engine) -> set[str]:

@@ -37,8 +37,8 @@ def test_every_service_is_there(compose: dict[str, Any]) -> None:
         "redis",
         "postgres",
         "migrate",
-        "worker-odoo",
-        "worker-woocommerce",
+        "worker-incremental",
+        "worker-full",
         "beat",
         "flower",
         *MONITORING,
@@ -57,7 +57,7 @@ def test_dependency_conditions(compose: dict[str, Any]) -> None:
     assert svc["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     assert svc["migrate"]["restart"] == "no"
     assert svc["migrate"]["command"] == ["syncworker", "db", "upgrade"]
-    for name in ("worker-odoo", "worker-woocommerce", "beat"):
+    for name in ("worker-incremental", "worker-full", "beat"):
         deps = svc[name]["depends_on"]
         assert deps["migrate"] == {"condition": "service_completed_successfully"}, name
         assert deps["redis"] == {"condition": "service_healthy"}, name
@@ -70,21 +70,21 @@ def test_dependency_conditions(compose: dict[str, Any]) -> None:
 
 def test_long_running_services_have_healthchecks_and_exec_form(compose: dict[str, Any]) -> None:
     svc = services(compose)
-    for name in ("redis", "postgres", "worker-odoo", "worker-woocommerce", "beat", "flower"):
+    for name in ("redis", "postgres", "worker-incremental", "worker-full", "beat", "flower"):
         assert svc[name]["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
-    for name in ("worker-odoo", "worker-woocommerce", "beat", "flower"):
+    for name in ("worker-incremental", "worker-full", "beat", "flower"):
         # A list is exec form: Celery itself is the process that receives SIGTERM.
         assert isinstance(svc[name]["command"], list), name
         assert svc[name]["command"][:3] == ["celery", "-A", "worker"], name
         assert svc[name]["init"] is True, name
-    assert svc["worker-odoo"]["healthcheck"]["test"][:3] == ["CMD", "syncworker", "health"]
+    assert svc["worker-incremental"]["healthcheck"]["test"][:3] == ["CMD", "syncworker", "health"]
 
 
 def test_per_queue_concurrency_from_env(compose: dict[str, Any]) -> None:
     svc = services(compose)
     for name, queue, var in (
-        ("worker-odoo", "odoo", "ODOO_WORKER_CONCURRENCY"),
-        ("worker-woocommerce", "woocommerce", "WOOCOMMERCE_WORKER_CONCURRENCY"),
+        ("worker-incremental", "odoo", "ODOO_WORKER_CONCURRENCY"),
+        ("worker-full", "woocommerce", "WOOCOMMERCE_WORKER_CONCURRENCY"),
     ):
         command = svc[name]["command"]
         assert command[command.index("-Q") + 1] == queue
@@ -100,12 +100,12 @@ def test_flower_never_runs_without_basic_auth(compose: dict[str, Any]) -> None:
 
 
 def test_settings_come_from_the_env_file_and_secrets_are_required(compose: dict[str, Any]) -> None:
-    for name in ("migrate", "worker-odoo", "worker-woocommerce", "beat", "flower"):
+    for name in ("migrate", "worker-incremental", "worker-full", "beat", "flower"):
         env_file = services(compose)[name]["env_file"]
         assert env_file == [{"path": ".env", "required": False}], name
     password = services(compose)["postgres"]["environment"]["POSTGRES_PASSWORD"]
     assert REQUIRED.fullmatch(password)
-    assert "${POSTGRES_PASSWORD:?" in services(compose)["worker-odoo"]["environment"]["DATABASE_URL"]
+    assert "${POSTGRES_PASSWORD:?" in services(compose)["worker-incremental"]["environment"]["DATABASE_URL"]
 
 
 def local_mounts(service: dict[str, Any]) -> dict[str, Path]:
@@ -136,8 +136,8 @@ def test_prometheus_scrapes_every_worker_that_exports_metrics(compose: dict[str,
         for name, service in svc.items()
         if "METRICS_PORT" in (service.get("environment") or {})
     }
-    assert exporters == {"worker-odoo:9100", "worker-woocommerce:9100"}
-    for name in ("worker-odoo", "worker-woocommerce"):
+    assert exporters == {"worker-incremental:9100", "worker-full:9100"}
+    for name in ("worker-incremental", "worker-full"):
         assert svc[name]["environment"]["PROMETHEUS_MULTIPROC_DIR"] in svc[name]["tmpfs"], name
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     [job] = [job for job in config["scrape_configs"] if job["job_name"] == SCRAPE_JOB]

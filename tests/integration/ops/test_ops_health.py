@@ -27,7 +27,7 @@ def test_healthy_services_exit_zero_with_latency(
     body = json.loads(result.stdout)
     assert body["healthy"] is True
     by_name = {c["name"]: c for c in body["checks"]}
-    assert by_name["database"]["detail"].endswith("at revision 0002")
+    assert by_name["database"]["detail"].endswith("at revision 0004")
     assert by_name["breakers"]["detail"] == "odoo=closed, woocommerce=closed"
     assert all(c["latency_ms"] >= 0 for c in body["checks"])
 

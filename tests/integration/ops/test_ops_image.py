@@ -88,7 +88,7 @@ def app_services() -> dict[str, Any]:
     doc = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     assert isinstance(doc, dict)
     built = {name: svc for name, svc in doc["services"].items() if "build" in svc}
-    assert {"migrate", "worker-odoo", "worker-woocommerce", "beat", "flower"} <= set(built)
+    assert {"migrate", "worker-incremental", "worker-full", "beat", "flower"} <= set(built)
     return {"volumes": doc["volumes"], "services": built}
 
 

@@ -1,4 +1,4 @@
-"""`syncworker run` with an upstream configured: migrate, worker and beat as children, warm stop on SIGINT."""
+"""`syncworker run` with sources configured: migrate, workers and beat as children, warm stop on SIGINT."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from cryptography.fernet import Fernet
 from ops_env import BIN, alive, children_of, clean_env, direct_children, wait_until
+from sqlalchemy import text
 
 from worker.cli import main
 from worker.cli.output import CliState
-from worker.sandbox import WooCommerceSimulator
+from worker.infra.db import make_engine
+from worker.sandbox import OdooSimulator, WooCommerceSimulator
 
 # Real celery worker and beat processes (about 25 s each).
 pytestmark = pytest.mark.e2e
@@ -66,7 +69,7 @@ def test_sigint_stops_worker_and_beat_warm(
     try:
         wait_healthy(settings_factory, run_env, proc)
         descendants = children_of(proc.pid)
-        assert len(descendants) >= 3  # worker main, its pool, beat
+        assert len(descendants) >= 5  # two workers' main processes and pools, beat
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=90)
         assert proc.returncode == 0, out
@@ -85,7 +88,7 @@ def test_a_dying_child_stops_the_rest_and_fails(
     try:
         wait_healthy(settings_factory, run_env, proc)
         direct = direct_children(proc.pid)
-        assert len(direct) == 2
+        assert len(direct) == 3  # the incremental worker, the full worker, beat
         beat = next(
             pid for pid in direct if b"beat" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         )
@@ -97,3 +100,54 @@ def test_a_dying_child_stops_the_rest_and_fails(
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_several_sources_in_the_table_are_all_run(settings_factory: Any, redis_url: str, key_prefix: str,
+                                                   tmp_path: Any) -> None:  # fmt: skip
+    """No upstream variable at all: the sources added with the CLI are what `run` runs, every one."""
+    with (
+        WooCommerceSimulator(seed=5, size=15) as north,
+        WooCommerceSimulator(seed=6, size=15) as south,
+        OdooSimulator(seed=7, size=15, db="erp") as erp,
+    ):
+        env = clean_env(
+            DATABASE_URL=f"sqlite:///{tmp_path / 'run.db'}", REDIS_URL=redis_url, REDIS_KEY_PREFIX=key_prefix,
+            EVENT_SPOOL_PATH=str(tmp_path / "events.spool"), LOG_FORMAT="console",
+            SOURCES_ENCRYPTION_KEYS=Fernet.generate_key().decode(), SYNC_INCREMENTAL_INTERVAL_SECONDS="3",
+            NORTH_KEY=north.consumer_key, NORTH_SECRET=north.consumer_secret,
+            SOUTH_KEY=south.consumer_key, SOUTH_SECRET=south.consumer_secret, ERP_KEY=erp.api_key,
+        )  # fmt: skip
+        cli = [str(BIN / "syncworker")]
+        subprocess.run([*cli, "db", "upgrade"], env=env, cwd=tmp_path, check=True, capture_output=True)
+        for name, sim, var in (("north", north, "NORTH"), ("south", south, "SOUTH")):
+            subprocess.run([*cli, "sources", "add", name, "--kind", "woocommerce", "--url", sim.base_url,
+                            "--credential", f"consumer_key=env:{var}_KEY",
+                            "--credential", f"consumer_secret=env:{var}_SECRET"],
+                           env=env, cwd=tmp_path, check=True, capture_output=True)  # fmt: skip
+        odoo = ["--option", f"db={erp.db}", "--option", f"username={erp.login}", "--credential", "api_key=env:ERP_KEY"]
+        subprocess.run([*cli, "sources", "add", "erp", "--kind", "odoo", "--url", erp.base_url, *odoo],
+                       env=env, cwd=tmp_path, check=True, capture_output=True)  # fmt: skip
+        proc = start(env, tmp_path)
+        engine = make_engine(env["DATABASE_URL"])
+        try:
+
+            def every_source_synced() -> bool:
+                assert proc.poll() is None, proc.communicate()[0]
+                with engine.connect() as conn:
+                    query = text("SELECT DISTINCT source FROM sync_runs WHERE status = 'succeeded'")
+                    return {r[0] for r in conn.execute(query)} == {"north", "south", "erp"}
+
+            wait_until(every_source_synced, 120, "a succeeded run of every stored source")
+            with engine.connect() as conn:
+                counts = dict(
+                    conn.execute(text("SELECT source, count(*) FROM products GROUP BY source")).all()
+                )
+            assert counts["north"] > 0 and counts["south"] > 0
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=90)
+            assert proc.returncode == 0, out
+        finally:
+            engine.dispose()
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()

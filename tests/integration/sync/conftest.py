@@ -13,6 +13,7 @@ from worker.breaker import build_breaker
 from worker.infra.db import make_session_factory
 from worker.infra.eventlog import EventLog
 from worker.infra.settings import Settings
+from worker.kinds import get_kind
 from worker.kinds.odoo.client import OdooClient
 from worker.kinds.woocommerce.client import WooCommerceClient
 from worker.sync import SyncDeps
@@ -57,7 +58,8 @@ def woo_deps(clean_pg: Engine, redis_client: redis.Redis, real_settings: Callabl
         events = EventLog(clean_pg, redis_client, settings)
         breaker = build_breaker("woocommerce", settings, redis_client, events)
         client = WooCommerceClient(settings, breaker, events, build_retrying(settings, sleep=_no_sleep))
-        return SyncDeps(settings, make_session_factory(clean_pg), redis_client, events, breaker, client)
+        kind = get_kind("woocommerce")
+        return SyncDeps(settings, make_session_factory(clean_pg), redis_client, events, breaker, client, kind)
 
     return make
 
@@ -70,6 +72,7 @@ def odoo_deps(clean_pg: Engine, redis_client: redis.Redis, real_settings: Callab
         events = EventLog(clean_pg, redis_client, settings)
         breaker = build_breaker("odoo", settings, redis_client, events)
         client = OdooClient(settings, breaker, events, build_retrying(settings, sleep=_no_sleep))
-        return SyncDeps(settings, make_session_factory(clean_pg), redis_client, events, breaker, client)
+        kind = get_kind("odoo")
+        return SyncDeps(settings, make_session_factory(clean_pg), redis_client, events, breaker, client, kind)
 
     return make

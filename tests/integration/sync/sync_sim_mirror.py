@@ -11,9 +11,16 @@ from models import Product, Supplier
 from worker.kinds.odoo.values import parse_odoo_datetime
 
 
-def table_rows(engine: Engine, model: Any, key: str) -> dict[int, dict[str, Any]]:
+def table_rows(engine: Engine, model: Any, key: str, source: str | None = None) -> dict[int, dict[str, Any]]:
+    """The mirror's rows by upstream id: of one source, or of all (a test with a single source)."""
+    query = select(model.__table__)
+    if source is not None:
+        query = query.where(model.__table__.c.source == source)
     with engine.connect() as conn:
-        return {r[key]: dict(r) for r in conn.execute(select(model.__table__)).mappings()}
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    if source is None:
+        assert len({r["source"] for r in rows}) <= 1, "rows of several sources: name the one to compare"
+    return {r[key]: r for r in rows}
 
 
 def versions(engine: Engine, table: str) -> list[tuple[int, str]]:
@@ -57,9 +64,9 @@ def product_mismatches(row: dict[str, Any], raw: dict[str, Any]) -> list[str]:
     return bad
 
 
-def assert_woo_mirror(engine: Engine, catalog: Any) -> None:
+def assert_woo_mirror(engine: Engine, catalog: Any, source: str | None = None) -> None:
     """Every catalog record (trashed included) mirrored exactly; every other row marked deleted."""
-    mirror = table_rows(engine, Product, "woo_id")
+    mirror = table_rows(engine, Product, "woo_id", source)
     expected = {int(raw["id"]): raw for raw in catalog.expected_rows()}
     problems = {k: product_mismatches(mirror[k], raw) for k, raw in expected.items() if k in mirror}
     assert {k: p for k, p in problems.items() if p} == {}
@@ -67,9 +74,9 @@ def assert_woo_mirror(engine: Engine, catalog: Any) -> None:
     assert [k for k in set(mirror) - set(expected) if mirror[k]["deleted_at"] is None] == []
 
 
-def assert_odoo_mirror(engine: Engine, catalog: Any, fields: set[str]) -> None:
+def assert_odoo_mirror(engine: Engine, catalog: Any, fields: set[str], source: str | None = None) -> None:
     """Every supplier mirrored field by field (over the fields the client reads); others marked deleted."""
-    mirror = table_rows(engine, Supplier, "odoo_id")
+    mirror = table_rows(engine, Supplier, "odoo_id", source)
     expected = {p["id"]: p for p in catalog.suppliers()}
     for pid, partner in expected.items():
         row = mirror[pid]

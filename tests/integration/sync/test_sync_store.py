@@ -13,12 +13,13 @@ from sqlalchemy import Engine, event, select, text, update
 
 from models import Product
 from worker.infra.db import make_engine, upgrade_database
+from worker.kinds import get_kind
 from worker.kinds.woocommerce.normalize import normalize_product
-from worker.sync.sources import SPECS, SyncSource
+from worker.sync.sources import SyncSource
 from worker.sync.store import upsert_page
 
 pytestmark = pytest.mark.integration
-SPEC = SPECS[SyncSource.WOOCOMMERCE_PRODUCTS]
+SPEC = get_kind("woocommerce").spec(SyncSource.WOOCOMMERCE_PRODUCTS)
 T1 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 T2 = T1 + dt.timedelta(hours=1)
 

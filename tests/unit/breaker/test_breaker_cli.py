@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import fakeredis
 import pytest
@@ -23,30 +24,46 @@ def log(monkeypatch: pytest.MonkeyPatch) -> RecordingEventLog:
     return recorder
 
 
+# One breaker per configured source; these two are configured by environment variables.
+ODOO = "odoo:odoo-suppliers"
+WOO = "woocommerce:woocommerce-products"
+UPSTREAMS = {
+    "odoo_url": "https://erp.shop.test", "odoo_db": "erp", "odoo_username": "sync@shop.test",
+    "odoo_api_key": "odoo-key-0123456789",
+    "woocommerce_url": "https://shop.test", "woocommerce_consumer_key": "ck_0123456789abcdef",
+    "woocommerce_consumer_secret": "cs_0123456789abcdef",
+}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _database(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+
+
 def invoke(*args: str) -> tuple[int, str]:
-    state = CliState(settings=load_settings(redis_key_prefix="sw-cli-test"))
+    state = CliState(settings=load_settings(redis_key_prefix="sw-cli-test", **UPSTREAMS))
     result = CliRunner().invoke(cli.breakers, list(args), obj=state)
     return result.exit_code, result.output
 
 
 def test_open_show_close_reset_are_audited(log: RecordingEventLog) -> None:
-    assert invoke("open", "odoo", "--actor", "alice") == (0, "odoo: closed -> forced_open (by alice)\n")
-    code, out = invoke("show", "odoo", "--json")
+    assert invoke("open", ODOO, "--actor", "alice") == (0, f"{ODOO}: closed -> forced_open (by alice)\n")
+    code, out = invoke("show", ODOO, "--json")
     assert code == 0
     assert json.loads(out)["state"] == "forced_open"
-    assert invoke("close", "odoo", "--actor", "bob")[0] == 0
-    assert invoke("reset", "odoo", "--actor", "carol")[0] == 0
+    assert invoke("close", ODOO, "--actor", "bob")[0] == 0
+    assert invoke("reset", ODOO, "--actor", "carol")[0] == 0
     assert log.types == ["breaker.forced_open", "breaker.forced_closed", "breaker.reset"]
     assert [e["metadata"]["actor"] for e in log.events] == ["alice", "bob", "carol"]
 
 
 def test_list_table_and_json(log: RecordingEventLog) -> None:
-    invoke("open", "woocommerce", "--actor", "alice")
+    invoke("open", WOO, "--actor", "alice")
     code, out = invoke("list", "--json")
     assert code == 0
     assert {b["name"]: b["state"] for b in json.loads(out)} == {
-        "odoo": "closed",
-        "woocommerce": "forced_open",
+        ODOO: "closed",
+        WOO: "forced_open",
     }
     code, out = invoke("list")
     assert code == 0
@@ -61,7 +78,7 @@ def test_unreachable_redis_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> None
     recorder = RecordingEventLog()
     monkeypatch.setattr(cli, "open_redis", lambda settings: unreachable_redis())
     monkeypatch.setattr(cli, "open_event_log", lambda settings: recorder)
-    code, out = invoke("open", "odoo", "--actor", "alice")
+    code, out = invoke("open", ODOO, "--actor", "alice")
     assert code == 1
     assert "unreachable" in out and "nothing was changed" in out
     assert recorder.events == []

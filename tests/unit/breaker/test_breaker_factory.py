@@ -24,7 +24,8 @@ def test_build_breaker_uses_the_upstreams_policy_and_prefix() -> None:
     assert b.state() == BreakerState.OPEN
     assert log.types == ["breaker.opened"]
     assert client.exists("sw-test:breaker:{woocommerce}:state")
-    states = {s.name: s.state for s in list_breakers(settings, client)}
+    policies = {"odoo": settings.odoo_breaker, "woocommerce": settings.woocommerce_breaker}
+    states = {s.name: s.state for s in list_breakers(settings, client, policies)}
     assert states == {"odoo": BreakerState.CLOSED, "woocommerce": BreakerState.OPEN}
 
 

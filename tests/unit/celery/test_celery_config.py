@@ -47,8 +47,8 @@ def test_config_carries_the_delivery_guarantees(settings_factory: Any) -> None:
     assert conf["broker_transport_options"]["visibility_timeout"] == 900
     assert conf["result_backend_transport_options"]["visibility_timeout"] == 900
     assert (conf["task_soft_time_limit"], conf["task_time_limit"]) == (700, 800)
-    assert [q.name for q in conf["task_queues"]] == ["odoo", "woocommerce"]
-    assert conf["beat_scheduler"] == "redbeat.RedBeatScheduler"
+    assert [q.name for q in conf["task_queues"]] == ["sync-incremental", "sync-full"]
+    assert conf["beat_scheduler"] == "worker.celeryapp.scheduler:SourceScheduler"
     assert conf["redbeat_key_prefix"].startswith(settings.redis_key_prefix + ":")
 
 
@@ -66,10 +66,10 @@ def test_a_consistent_app_passes_its_own_check(settings_factory: Any) -> None:
     settings = settings_factory()
     app = create_app(settings)
     assert config_problems(app.conf, settings) == []
-    routed = app.amqp.router.route({}, "tasks.odoo.sync_suppliers")
-    assert routed["queue"].name == "odoo"
-    routed = app.amqp.router.route({}, "tasks.woocommerce.sync_products")
-    assert routed["queue"].name == "woocommerce"
+    # Full and incremental runs have queues of their own, whatever the source's kind.
+    for task in ("tasks.sync.sync_source", "tasks.odoo.sync_suppliers", "tasks.woocommerce.sync_products"):
+        assert app.amqp.router.route({}, task, kwargs={"full": True})["queue"].name == "sync-full"
+        assert app.amqp.router.route({}, task, kwargs={"full": False})["queue"].name == "sync-incremental"
 
 
 @pytest.mark.parametrize(

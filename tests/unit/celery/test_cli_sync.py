@@ -18,7 +18,6 @@ from worker.cli.sync import (
     EXIT_BREAKER_OPEN,
     EXIT_FAILED,
     EXIT_PARTIAL,
-    TARGETS,
     Request,
     exit_code,
     send_request,
@@ -306,13 +305,15 @@ def test_send_request_numbers_the_request_in_the_database_and_sends_it_with_the_
             return SimpleNamespace(id=f"task-{len(sent)}")
 
     number_request(sessions, WOO)  # a beat tick numbered before
-    target = TARGETS["woocommerce-products"]
-    task_id, request = send_request(App(), sessions, target, full=True)  # type: ignore[arg-type]
+    task_id, request = send_request(App(), sessions, WOO, full=True)  # type: ignore[arg-type]
     assert (task_id, request) == ("task-1", Request(WOO, 2, True))
-    assert sent == [{"name": target.task, "kwargs": {"full": True, "request": 2}, "queue": target.queue}]
-    _, again = send_request(App(), sessions, target, full=False)  # type: ignore[arg-type]
+    # The message names the source only, and goes to the full runs' queue.
+    kwargs = {"source": WOO, "full": True, "request": 2}
+    assert sent == [{"name": "tasks.sync.sync_source", "kwargs": kwargs, "queue": "sync-full"}]
+    _, again = send_request(App(), sessions, WOO, full=False)  # type: ignore[arg-type]
+    assert sent[-1]["queue"] == "sync-incremental"
     assert again == Request(WOO, 3, False)
-    _, odoo = send_request(App(), sessions, TARGETS["odoo-suppliers"], full=False)  # type: ignore[arg-type]
+    _, odoo = send_request(App(), sessions, "odoo-suppliers", full=False)  # type: ignore[arg-type]
     assert odoo == Request(SyncSource.ODOO_SUPPLIERS, 1, False)  # each source counts its own
 
 
@@ -327,7 +328,7 @@ def test_send_request_numbers_nothing_when_the_database_is_away() -> None:
             return SimpleNamespace(id="never")
 
     with pytest.raises(OperationalError, match="no such table"):
-        send_request(App(), sessionmaker(bind=engine), TARGETS["woocommerce-products"], full=True)  # type: ignore[arg-type]
+        send_request(App(), sessionmaker(bind=engine), WOO, full=True)  # type: ignore[arg-type]
     assert sent == []
     engine.dispose()
 

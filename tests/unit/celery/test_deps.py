@@ -40,8 +40,8 @@ def configured(settings_factory: Any, monkeypatch: pytest.MonkeyPatch) -> Iterat
 @pytest.mark.parametrize(
     ("source", "client_type", "breaker"),
     [
-        (SyncSource.WOOCOMMERCE_PRODUCTS, WooCommerceClient, "woocommerce"),
-        (SyncSource.ODOO_SUPPLIERS, OdooClient, "odoo"),
+        (SyncSource.WOOCOMMERCE_PRODUCTS, WooCommerceClient, "woocommerce:woocommerce-products"),
+        (SyncSource.ODOO_SUPPLIERS, OdooClient, "odoo:odoo-suppliers"),
     ],
     ids=["woocommerce", "odoo"],
 )

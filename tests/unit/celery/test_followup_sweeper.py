@@ -12,15 +12,15 @@ import fakeredis
 import pytest
 
 from worker.celeryapp import followups
-from worker.celeryapp.config import ODOO_QUEUE, WOOCOMMERCE_QUEUE
 from worker.celeryapp.followups import Sweeper, connect_followup_sweeper, grace_seconds, sweep
-from worker.celeryapp.schedule import ODOO_TASK, WOOCOMMERCE_TASK
 from worker.infra.settings import Settings
 from worker.sync.lock import Acquired, Deferred, Holder, RunLock, followups_name, lock_name
 from worker.sync.sources import SyncSource
 
 WOO = SyncSource.WOOCOMMERCE_PRODUCTS
 ODOO = SyncSource.ODOO_SUPPLIERS
+SOURCES = [str(WOO), str(ODOO)]
+SYNC = "tasks.sync.sync_source"
 FULL, INCREMENTAL = "full", "incremental"
 
 
@@ -86,7 +86,7 @@ def test_the_grace_is_four_lock_ttls_and_at_least_a_minute(settings_factory: Any
 
 def test_nothing_pending_sends_nothing(client: fakeredis.FakeRedis, settings: Settings) -> None:
     sent = Sent()
-    assert sweep(client, settings, sent) == []
+    assert sweep(client, settings, sent, SOURCES) == []
     assert sent.calls == []
     assert client.keys("*") == []  # a sweep of nothing writes nothing
 
@@ -96,9 +96,9 @@ def test_orphaned_followups_are_sent_once(client: fakeredis.FakeRedis, settings:
     defer(client, settings, INCREMENTAL, 2)
     die(client, settings)  # the holder died: nobody will hand the follow-up back
     sent = Sent()
-    assert sweep(client, settings, sent) == [WOO]
+    assert sweep(client, settings, sent, SOURCES) == [WOO]
     assert sent.calls == [(WOO, False)]
-    assert sweep(client, settings, sent) == []  # within the grace: the run it sent has time to start
+    assert sweep(client, settings, sent, SOURCES) == []  # within the grace: the run it sent has time to start
     assert sent.calls == [(WOO, False)]
     assert pending(client, settings)[INCREMENTAL] == "2"  # still owed until a fresh pass serves it
 
@@ -110,11 +110,11 @@ def test_a_followup_sent_that_never_ran_is_sent_again_after_the_grace(
     defer(client, settings, INCREMENTAL, 2)
     die(client, settings)
     sent = Sent()
-    sweep(client, settings, sent)
+    sweep(client, settings, sent, SOURCES)
     age_dispatch(client, settings, grace_seconds(settings) - 5)
-    assert sweep(client, settings, sent) == []
+    assert sweep(client, settings, sent, SOURCES) == []
     age_dispatch(client, settings, 10)  # the grace has passed and the follow-up is still pending
-    assert sweep(client, settings, sent) == [WOO]
+    assert sweep(client, settings, sent, SOURCES) == [WOO]
     assert sent.calls == [(WOO, False), (WOO, False)]
 
 
@@ -122,7 +122,7 @@ def test_a_locked_source_is_not_swept(client: fakeredis.FakeRedis, settings: Set
     holder = held(client, settings)
     defer(client, settings, FULL, 2)
     sent = Sent()
-    assert sweep(client, settings, sent) == []  # its holder hands the follow-up back at its end
+    assert sweep(client, settings, sent, SOURCES) == []  # its holder hands the follow-up back at its end
     assert sent.calls == []
     assert "dispatched_at" not in pending(client, settings)  # the claim was not taken either
     assert holder.release() == [FULL]
@@ -134,7 +134,7 @@ def test_a_full_followup_is_sent_as_one_full_run(client: fakeredis.FakeRedis, se
     defer(client, settings, FULL, 3)
     die(client, settings)
     sent = Sent()
-    assert sweep(client, settings, sent) == [WOO]
+    assert sweep(client, settings, sent, SOURCES) == [WOO]
     assert sent.calls == [(WOO, True)]  # a full run serves the incremental request too
 
 
@@ -145,7 +145,7 @@ def test_sources_are_swept_each_on_its_own(client: fakeredis.FakeRedis, settings
     held(client, settings, WOO)
     defer(client, settings, FULL, 2, WOO)  # a live run holds this one
     sent = Sent()
-    assert sweep(client, settings, sent) == [ODOO]
+    assert sweep(client, settings, sent, SOURCES) == [ODOO]
     assert sent.calls == [(ODOO, False)]
 
 
@@ -156,9 +156,9 @@ def test_a_release_that_hands_followups_back_keeps_the_sweeper_off_for_the_grace
     defer(client, settings, INCREMENTAL, 2)
     assert holder.release() == [INCREMENTAL]  # its caller enqueues the follow-up now
     sent = Sent()
-    assert sweep(client, settings, sent) == []  # the lock is free, but the follow-up is on its way
+    assert sweep(client, settings, sent, SOURCES) == []  # the lock is free, but the follow-up is on its way
     age_dispatch(client, settings, grace_seconds(settings) + 1)
-    assert sweep(client, settings, sent) == [WOO]  # it never started (the enqueue failed): sent here
+    assert sweep(client, settings, sent, SOURCES) == [WOO]  # it never started (the enqueue failed): sent here
     assert sent.calls == [(WOO, False)]
 
 
@@ -173,7 +173,7 @@ def test_a_followup_served_by_a_fresh_pass_is_not_swept(
     run.clear_served(3, full=False)
     assert run.release() == []
     sent = Sent()
-    assert sweep(client, settings, sent) == []
+    assert sweep(client, settings, sent, SOURCES) == []
     assert client.keys("*") == []
 
 
@@ -187,7 +187,7 @@ def test_two_workers_sweeping_at_once_send_one_run(client: fakeredis.FakeRedis, 
 
     def worker() -> None:
         start.wait()
-        results.append(sweep(client, settings, sent))
+        results.append(sweep(client, settings, sent, SOURCES))
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for thread in threads:
@@ -265,7 +265,7 @@ def test_a_worker_sweeps_while_it_is_up_and_sends_the_sources_task(
 
     monkeypatch.setattr(followups, "Sweeper", QuickSweeper)
     app = RecordingApp()
-    disconnect = connect_followup_sweeper(settings, lambda: client, app)
+    disconnect = connect_followup_sweeper(settings, lambda: client, app, lambda: SOURCES)
     held(client, settings, ODOO)
     defer(client, settings, INCREMENTAL, 2, ODOO)
     die(client, settings, ODOO)
@@ -280,12 +280,12 @@ def test_a_worker_sweeps_while_it_is_up_and_sends_the_sources_task(
     (sweeper,) = started
     sweeper._thread.join(timeout=20)
     assert not sweeper._thread.is_alive()
-    assert sorted(app.sent, key=lambda m: m["name"]) == sorted(
+    assert sorted(app.sent, key=lambda m: m["queue"]) == sorted(
         [
-            {"name": ODOO_TASK, "kwargs": {"full": False}, "queue": ODOO_QUEUE},
-            {"name": WOOCOMMERCE_TASK, "kwargs": {"full": True}, "queue": WOOCOMMERCE_QUEUE},
+            {"name": SYNC, "kwargs": {"source": ODOO, "full": False}, "queue": "sync-incremental"},
+            {"name": SYNC, "kwargs": {"source": WOO, "full": True}, "queue": "sync-full"},
         ],
-        key=lambda m: m["name"],
+        key=lambda m: m["queue"],
     )  # no request number: the worker numbers the message at its first delivery
 
     disconnect()

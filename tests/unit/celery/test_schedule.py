@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 from celery.schedules import crontab
 
-from worker.celeryapp.schedule import ScheduleError, build_beat_schedule, parse_cron
+from worker.celeryapp.schedule import ScheduleError, build_beat_schedule, parse_cron, source_entries
+from worker.sources.catalog import environment_sources
+from worker.sources.config import SourceConfig
 
 WOO = {
     "woocommerce_url": "http://127.0.0.1:8080",
@@ -22,35 +24,56 @@ ODOO = {
 }
 
 
+def entries(settings: Any) -> dict[str, dict[str, Any]]:
+    """Every configured source's entries, as ``SourceScheduler`` writes them to Redis."""
+    schedule: dict[str, dict[str, Any]] = {}
+    for source in environment_sources(settings):
+        schedule |= source_entries(source, settings)
+    return schedule
+
+
 def test_nothing_configured_nothing_scheduled(settings_factory: Any) -> None:
     assert build_beat_schedule(settings_factory()) == {}
+    assert entries(settings_factory()) == {}
 
 
 def test_only_configured_upstreams_get_entries(settings_factory: Any) -> None:
-    assert sorted(build_beat_schedule(settings_factory(**WOO))) == [
-        "woocommerce-products-full",
-        "woocommerce-products-incremental",
+    assert sorted(entries(settings_factory(**WOO))) == [
+        "sync:woocommerce-products:full",
+        "sync:woocommerce-products:incremental",
     ]
-    assert sorted(build_beat_schedule(settings_factory(**ODOO))) == [
-        "odoo-suppliers-full",
-        "odoo-suppliers-incremental",
+    assert sorted(entries(settings_factory(**ODOO))) == [
+        "sync:odoo-suppliers:full",
+        "sync:odoo-suppliers:incremental",
     ]
 
 
 def test_entries_follow_settings(settings_factory: Any) -> None:
-    schedule = build_beat_schedule(
+    schedule = entries(
         settings_factory(**WOO, **ODOO, sync_incremental_interval_seconds=240, sync_full_cron="30 2 * * 1-5")
     )
-    inc = schedule["odoo-suppliers-incremental"]
-    assert inc["task"] == "tasks.odoo.sync_suppliers"
+    inc = schedule["sync:odoo-suppliers:incremental"]
+    assert inc["task"] == "tasks.sync.sync_source"
     assert inc["schedule"] == 240
-    assert inc["kwargs"] == {"full": False}
-    assert inc["options"] == {"queue": "odoo", "expires": 240}
-    full = schedule["woocommerce-products-full"]
-    assert full["task"] == "tasks.woocommerce.sync_products"
-    assert full["kwargs"] == {"full": True}
-    assert full["options"]["queue"] == "woocommerce"
+    assert inc["kwargs"] == {"source": "odoo-suppliers", "full": False}
+    assert inc["options"] == {"queue": "sync-incremental", "expires": 240}
+    full = schedule["sync:woocommerce-products:full"]
+    assert full["task"] == "tasks.sync.sync_source"
+    assert full["kwargs"] == {"source": "woocommerce-products", "full": True}
+    assert full["options"]["queue"] == "sync-full"
     assert full["schedule"] == crontab(minute="30", hour="2", day_of_week="1-5")
+
+
+def test_a_source_overrides_the_fleet_schedule(settings_factory: Any) -> None:
+    settings = settings_factory(sync_incremental_interval_seconds=300)
+    source = SourceConfig(name="shop-eu", kind="woocommerce", url="https://shop-eu.test",
+                          incremental_interval_seconds=60, full_cron="15 4 * * *")  # fmt: skip
+    schedule = source_entries(source, settings)
+    assert schedule["sync:shop-eu:incremental"]["schedule"] == 60
+    assert schedule["sync:shop-eu:full"]["schedule"] == crontab(minute="15", hour="4")
+    bad = source.model_copy(update={"full_cron": "61 * * * *"})
+    with pytest.raises(ScheduleError, match="full_cron of source 'shop-eu'"):
+        source_entries(bad, settings)
 
 
 def test_cron_is_five_fields() -> None:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from worker.celeryapp.schedule import longest_gap_seconds, parse_cron, sync_intervals
+from worker.sources.catalog import environment_sources
 
 HOUR = 3600
 DAY = 24 * HOUR
@@ -38,8 +39,8 @@ def test_intervals_cover_the_configured_sources_only(settings_factory: Any) -> N
         sync_incremental_interval_seconds=120,
         sync_full_cron="30 2 * * 0",
     )
-    assert sync_intervals(settings) == {
+    assert sync_intervals(settings, environment_sources(settings)) == {
         ("woocommerce-products", "incremental"): 120.0,
         ("woocommerce-products", "full"): 7.0 * DAY,
     }
-    assert sync_intervals(settings_factory()) == {}
+    assert sync_intervals(settings_factory(), environment_sources(settings_factory())) == {}

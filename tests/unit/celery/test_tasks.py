@@ -19,6 +19,7 @@ import tasks
 from models import Base, SyncRun
 from tasks import DeliveryGuard, execute
 from tasks.odoo import sync_suppliers
+from tasks.sync import sync_source
 from tasks.woocommerce import sync_products
 from worker.celeryapp import deps as deps_module
 from worker.celeryapp.shutdown import TimeBudget, shutdown_requested
@@ -52,6 +53,7 @@ class FakeTask:
         self.states: list[tuple[str, dict[str, Any]]] = []
         self.sent_events: list[tuple[str, dict[str, Any]]] = []
         self.enqueued: list[dict[str, Any]] = []
+        self.app = SimpleNamespace(send_task=self.send_task)
 
     def retry(self, **kwargs: Any) -> FakeRetry:
         self.retries.append(kwargs)
@@ -63,8 +65,8 @@ class FakeTask:
     def send_event(self, event_type: str, **fields: Any) -> None:
         self.sent_events.append((event_type, fields))
 
-    def apply_async(self, **options: Any) -> Any:
-        self.enqueued.append(options)
+    def send_task(self, name: str, **options: Any) -> Any:
+        self.enqueued.append({"name": name, **options})
         return SimpleNamespace(id=f"followup-{len(self.enqueued)}")
 
 
@@ -355,9 +357,10 @@ def test_followups_are_enqueued_with_a_fresh_request_number(
     dispatch = engine.calls[0]["dispatch_followups"]
     dispatch(["incremental"])
     dispatch(["full", "incremental"])  # a full run serves both: one follow-up, not two
+    sync = "tasks.sync.sync_source"
     assert task.enqueued == [
-        {"kwargs": {"full": False, "request": 1}},
-        {"kwargs": {"full": True, "request": 2}},
+        {"name": sync, "kwargs": {"source": WOO, "full": False, "request": 1}, "queue": "sync-incremental"},
+        {"name": sync, "kwargs": {"source": WOO, "full": True, "request": 2}, "queue": "sync-full"},
     ]
 
 
@@ -629,12 +632,12 @@ def test_guard_counter_expires() -> None:
 
 
 def test_tasks_are_registered_with_their_delivery_options() -> None:
-    for task, name, queue in (
-        (sync_suppliers, "tasks.odoo.sync_suppliers", "odoo"),
-        (sync_products, "tasks.woocommerce.sync_products", "woocommerce"),
+    for task, name in (
+        (sync_source, "tasks.sync.sync_source"),
+        (sync_suppliers, "tasks.odoo.sync_suppliers"),
+        (sync_products, "tasks.woocommerce.sync_products"),
     ):
         assert task.name == name
-        assert task.queue == queue
         assert task.acks_late is True
         assert task.reject_on_worker_lost is True
         assert task.ignore_result is False

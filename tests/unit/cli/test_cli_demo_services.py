@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from worker.demo import forget_operator_settings, services
-from worker.demo.processes import Supervisor
+from worker.cli.supervisor import Supervisor
 from worker.demo.stack import TUNING, DemoStack, is_operator_setting, settings_from_env
 
 # What an operator's shell may hold: real servers, Celery's own overrides, Flower's options.

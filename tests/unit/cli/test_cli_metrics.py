@@ -76,17 +76,23 @@ def test_transitions_and_event_writes_are_counted() -> None:
 
 
 def test_breaker_gauge_follows_the_shared_state(settings_factory: Any) -> None:
-    settings = settings_factory()
+    # One breaker per configured source, named <kind>:<source>.
+    settings = settings_factory(
+        woocommerce_url="https://shop.test", woocommerce_consumer_key="ck_0123456789abcdef",
+        woocommerce_consumer_secret="cs_0123456789abcdef", odoo_url="https://erp.test", odoo_db="erp",
+        odoo_username="sync@erp.test", odoo_api_key="odoo-key-0123456789",
+    )  # fmt: skip
+    woo, odoo = "woocommerce:woocommerce-products", "odoo:odoo-suppliers"
     client = fakeredis.FakeRedis()
     reg = metrics.build_registry(metrics.redis_state_reader(settings, client))
-    assert value(reg, "syncworker_breaker_state", breaker="woocommerce", state="closed") == 1
+    assert value(reg, "syncworker_breaker_state", breaker=woo, state="closed") == 1
     assert value(reg, "syncworker_breaker_store_up") == 1
 
-    build_breaker("woocommerce", settings, client, NoEvents()).force_open("ops")
+    build_breaker(woo, settings, client, NoEvents()).force_open("ops")
 
-    assert value(reg, "syncworker_breaker_state", breaker="woocommerce", state="forced_open") == 1
-    assert value(reg, "syncworker_breaker_state", breaker="woocommerce", state="closed") == 0
-    assert value(reg, "syncworker_breaker_state", breaker="odoo", state="closed") == 1
+    assert value(reg, "syncworker_breaker_state", breaker=woo, state="forced_open") == 1
+    assert value(reg, "syncworker_breaker_state", breaker=woo, state="closed") == 0
+    assert value(reg, "syncworker_breaker_state", breaker=odoo, state="closed") == 1
 
 
 def test_unreadable_breaker_store_reports_store_down_and_no_states() -> None:

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from worker.demo.processes import Supervisor
+from worker.cli.supervisor import Supervisor
 
 # A parent that reports SIGTERM in a file and exits, with a grandchild in its process group.
 PARENT = """

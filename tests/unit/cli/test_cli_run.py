@@ -158,14 +158,21 @@ def test_run_no_longer_takes_demo_options(bare: list[tuple[Path, bool]]) -> None
     assert bare == []
 
 
-def test_worker_consumes_both_queues_and_beat_runs_apart(settings_factory: Any) -> None:
+def test_incremental_and_full_runs_get_workers_of_their_own_and_beat_runs_apart(
+    settings_factory: Any,
+) -> None:
     commands = stack_commands(settings_factory(log_level="WARNING"))
-    assert set(commands) == {"worker", "beat"}
-    worker = commands["worker"]
-    assert worker[worker.index("-A") + 1] == "worker"
-    assert worker[worker.index("-Q") + 1] == "odoo,woocommerce"
-    assert worker[worker.index("-l") + 1] == "warning"
-    assert "-B" not in worker  # an embedded beat would double-fire with a second replica
+    assert set(commands) == {"worker", "worker-full", "beat"}
+    for name, queue in (("worker", "sync-incremental"), ("worker-full", "sync-full")):
+        worker = commands[name]
+        assert worker[worker.index("-A") + 1] == "worker"
+        assert worker[worker.index("-Q") + 1] == queue  # a long full sync never takes an incremental slot
+        assert worker[worker.index("-l") + 1] == "warning"
+        assert "-B" not in worker  # an embedded beat would double-fire with a second replica
+    assert (
+        commands["worker"][commands["worker"].index("-n") + 1]
+        != commands["worker-full"][commands["worker-full"].index("-n") + 1]
+    )
     assert commands["beat"][-3:] == ["beat", "-l", "warning"]
 
 

@@ -475,6 +475,7 @@ def test_on_sqlite_an_event_recorded_inside_a_rolled_back_write_survives(
                 insert(Supplier),
                 [
                     {
+                        "source": "odoo-suppliers",
                         "odoo_id": 1,
                         "name": "A",
                         "raw": {},

@@ -10,7 +10,7 @@ from typing import Any
 import fakeredis
 import pytest
 from sqlalchemy import Engine
-from sync_fakes import FakeClock, FakeEventLog, FakeOdoo, FakeWoo
+from sync_fakes import FakeClock, FakeEventLog, FakeOdoo, FakeWoo, kind_of
 
 from worker.infra.db import make_engine, make_session_factory, upgrade_database
 from worker.sync import SyncDeps, SyncSource, run_sync
@@ -75,7 +75,7 @@ def make_deps(
 
     def make(client: Any) -> SyncDeps:
         return SyncDeps(settings, make_session_factory(sqlite_engine), fake_redis, events, FakeBreaker(),
-                        client, clock=clock)  # fmt: skip
+                        client, kind_of(client), clock=clock)  # fmt: skip
 
     return make
 

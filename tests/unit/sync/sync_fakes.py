@@ -11,7 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from worker.upstream.paging import OdooCursor
+from worker.kinds.odoo.paging import OdooCursor
 
 SAMPLES = Path(__file__).parent / "samples"
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
@@ -251,3 +251,10 @@ class FakeOdoo:
 
 def money(value: Any) -> Decimal | None:
     return None if value in ("", None) else Decimal(str(value))
+
+
+def kind_of(client: Any) -> Any:
+    """The kind whose passes a fake client serves (a WooCommerce fake lists products)."""
+    from worker.kinds import get_kind
+
+    return get_kind("woocommerce" if hasattr(client, "iter_product_pages") else "odoo")

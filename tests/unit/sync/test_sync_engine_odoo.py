@@ -13,7 +13,7 @@ from sync_mirror import assert_odoo_mirror, runs, state, suppliers
 from worker.infra.errors import CircuitOpenError, RetriableUpstreamError
 from worker.kinds.odoo.passes import dump_cursor, load_cursor
 from worker.sync import RunStatus, SyncSource
-from worker.upstream.paging import OdooCursor
+from worker.kinds.odoo.paging import OdooCursor
 
 ODOO = SyncSource.ODOO_SUPPLIERS
 

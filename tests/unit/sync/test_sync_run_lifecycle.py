@@ -11,19 +11,19 @@ from typing import Any
 import fakeredis
 import pytest
 from sqlalchemy import Engine, func, select, text
-from sync_fakes import FakeClock, FakeEventLog, FakeOdoo, FakeWoo
+from sync_fakes import FakeClock, FakeEventLog, FakeOdoo, FakeWoo, kind_of
 from sync_mirror import runs, state, suppliers
 
 from models import Product
 from worker.infra import metrics
 from worker.infra.db import make_session_factory
+from worker.kinds import get_kind
 from worker.kinds.woocommerce.normalize import normalize_product
 from worker.sync import Counts, RunStatus, SyncDeps, SyncSource, fence, run_sync
 from worker.sync.context import RunContext, transaction
 from worker.sync.fence import FencedOut
 from worker.sync.lock import Acquired, Holder, LockHeartbeat, LockLost, RunLock, lock_name
 from worker.sync.runs import close_stale_runs, finish_run, open_run
-from worker.sync.sources import spec_for
 
 WOO = SyncSource.WOOCOMMERCE_PRODUCTS
 HEARTBEAT = "sync-lock-heartbeat"
@@ -79,7 +79,7 @@ def short_ttl_deps(
 
     def make(client: Any) -> SyncDeps:
         return SyncDeps(settings, make_session_factory(sqlite_engine), fake_redis, events, NoStatsBreaker(),
-                        client, clock=clock)  # fmt: skip
+                        client, kind_of(client), clock=clock)  # fmt: skip
 
     return make
 
@@ -206,7 +206,7 @@ def open_context(sqlite_engine: Engine, lock: RunLock, events: FakeEventLog, clo
         close_stale_runs(conn, WOO, now=clock())
         run_id = open_run(conn, WOO, full=True, task_id=None, now=clock(), fence=token, serves_through=0)
     return RunContext(
-        spec=spec_for(WOO),
+        spec=get_kind("woocommerce").spec(WOO),
         full=True,
         run_id=run_id,
         correlation_id=f"{WOO.value}:{run_id}",

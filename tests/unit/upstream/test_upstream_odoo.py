@@ -14,7 +14,7 @@ from upstream_odoo_fake import DB, LOGIN, FakeOdoo
 
 from worker.infra.errors import AuthenticationError, FatalUpstreamError, MalformedPayload
 from worker.kinds.odoo.client import OdooClient
-from worker.upstream.paging import OdooCursor
+from worker.kinds.odoo.paging import OdooCursor
 from worker.upstream.retry import build_retrying
 
 

@@ -9,7 +9,8 @@ import pytest
 from worker.infra.errors import FatalUpstreamError
 from worker.kinds.odoo.values import many2one_id, odoo_value, parse_odoo_datetime
 from worker.kinds.woocommerce.client import woo_datetime
-from worker.upstream.paging import OdooCursor, PageNumbers
+from worker.kinds.odoo.paging import OdooCursor
+from worker.kinds.woocommerce.paging import PageNumbers
 
 
 def test_odoo_false_is_null_except_for_booleans() -> None:

@@ -17,10 +17,10 @@ import tenacity
 
 from worker.infra.errors import FatalUpstreamError
 from worker.infra.settings import Settings
+from worker.kinds.odoo.paging import OdooCursor
 from worker.kinds.odoo.rpc import UPSTREAM, Json2, OdooRpc, XmlRpc
 from worker.upstream.calls import GuardedClient
 from worker.upstream.http import HttpTransport
-from worker.upstream.paging import OdooCursor
 from worker.upstream.protocols import Breaker, EventSink
 
 MODEL = "res.partner"

@@ -18,12 +18,12 @@ from typing import Any
 from sqlalchemy import select
 
 from worker.kinds.odoo.normalize import normalize_supplier
+from worker.kinds.odoo.paging import OdooCursor
+from worker.kinds.odoo.protocols import OdooClientLike
 from worker.kinds.woocommerce.passes import iso, parse_iso
 from worker.sync.context import RunContext, transaction
-from worker.sync.protocols import OdooClientLike
 from worker.sync.reconcile import mark_missing
 from worker.sync.state import Bookmark
-from worker.upstream.paging import OdooCursor
 
 ID_CHUNK = 1000
 
@@ -98,7 +98,8 @@ def drifted_ids(ctx: RunContext, ranks: dict[int, int]) -> list[int]:
     drifted: list[int] = []
     for chunk in chunks(sorted(ranks), ID_CHUNK):
         with transaction(ctx.session_factory) as conn:
-            query = select(key, table.c.supplier_rank).where(key.in_(chunk), table.c.deleted_at.is_(None))
+            live = (ctx.spec.rows, table.c.deleted_at.is_(None))
+            query = select(key, table.c.supplier_rank).where(key.in_(chunk), *live)
             known = {int(k): rank for k, rank in conn.execute(query)}
         drifted += [i for i in chunk if known.get(i) != ranks[i]]
     return drifted

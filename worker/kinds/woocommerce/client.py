@@ -20,9 +20,9 @@ from requests.auth import HTTPBasicAuth
 
 from worker.infra.errors import FatalUpstreamError, MalformedPayload
 from worker.infra.settings import Settings
+from worker.kinds.woocommerce.paging import PageNumbers
 from worker.upstream.calls import GuardedClient
 from worker.upstream.http import HttpResponse, HttpTransport, parse_json
-from worker.upstream.paging import PageNumbers
 from worker.upstream.protocols import Breaker, EventSink
 
 UPSTREAM = "woocommerce"

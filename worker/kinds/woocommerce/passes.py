@@ -26,10 +26,10 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from worker.kinds.woocommerce.normalize import normalize_product, normalize_variation
+from worker.kinds.woocommerce.protocols import WooClientLike, WooPageLike
 from worker.kinds.woocommerce.reconcile import reconcile_products
 from worker.kinds.woocommerce.variations import Variations, gone_variations, read_variations
 from worker.sync.context import RunContext, transaction
-from worker.sync.protocols import WooClientLike, WooPageLike
 from worker.sync.reconcile import mark_keys_deleted
 from worker.sync.state import Bookmark
 from worker.sync.writer import PageWriter
@@ -51,7 +51,7 @@ def newest_local_id(ctx: RunContext) -> int:
     """The highest upstream id ever mirrored (products and variations share WordPress's id sequence)."""
     key = ctx.spec.table.c[ctx.spec.key]
     with transaction(ctx.session_factory) as conn:
-        return int(conn.execute(select(func.max(key))).scalar_one() or 0)
+        return int(conn.execute(select(func.max(key)).where(ctx.spec.rows)).scalar_one() or 0)
 
 
 def new_checkpoint(

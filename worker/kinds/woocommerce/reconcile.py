@@ -28,9 +28,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from models import ReconcileSeenId
 from worker.kinds.woocommerce.normalize import normalize_product, normalize_variation
+from worker.kinds.woocommerce.protocols import WooClientLike
 from worker.kinds.woocommerce.variations import read_variations, usable_id
 from worker.sync.context import RunContext, transaction
-from worker.sync.protocols import WooClientLike
 from worker.sync.reconcile import mark_keys_deleted, mark_orphaned_variations
 from worker.sync.sources import table_of
 
@@ -50,7 +50,7 @@ def forget_seen(conn: Connection, source: str) -> None:
 def _remember(ctx: RunContext, ids: Sequence[int]) -> Callable[[Connection], None] | None:
     if not ids:
         return None
-    source = ctx.spec.source.value
+    source = ctx.spec.source
 
     def insert(conn: Connection) -> None:
         # A listing that shifts while it is paged can repeat an id on two pages.
@@ -78,10 +78,12 @@ def list_ids(ctx: RunContext, client: WooClientLike, cp: dict[str, Any], status:
 def next_candidates(ctx: RunContext, after: int) -> list[int]:
     """Live products (not variations) above ``after`` that neither listing named, in key order."""
     table, key = ctx.spec.table, ctx.spec.table.c[ctx.spec.key]
-    listed = exists(select(SEEN.c.id).where(SEEN.c.source == ctx.spec.source.value, SEEN.c.id == key))
+    listed = exists(select(SEEN.c.id).where(SEEN.c.source == ctx.spec.source, SEEN.c.id == key))
     query = (
         select(key)
-        .where(table.c.parent_woo_id.is_(None), table.c.deleted_at.is_(None), key > after, ~listed)
+        .where(
+            ctx.spec.rows, table.c.parent_woo_id.is_(None), table.c.deleted_at.is_(None), key > after, ~listed
+        )
         .order_by(key)
         .limit(CONFIRM_BATCH)
     )
@@ -92,10 +94,10 @@ def next_candidates(ctx: RunContext, after: int) -> list[int]:
 def next_unmirrored(ctx: RunContext, after: int) -> list[int]:
     """Listed ids above ``after`` with no live row in the mirror, in key order."""
     key = ctx.spec.table.c[ctx.spec.key]
-    live = exists(select(key).where(key == SEEN.c.id, ctx.spec.table.c.deleted_at.is_(None)))
+    live = exists(select(key).where(ctx.spec.rows, key == SEEN.c.id, ctx.spec.table.c.deleted_at.is_(None)))
     query = (
         select(SEEN.c.id)
-        .where(SEEN.c.source == ctx.spec.source.value, SEEN.c.id > after, ~live)
+        .where(SEEN.c.source == ctx.spec.source, SEEN.c.id > after, ~live)
         .order_by(SEEN.c.id)
         .limit(CONFIRM_BATCH)
     )
@@ -167,7 +169,7 @@ def _give_up(ctx: RunContext, cp: dict[str, Any]) -> None:
 
 def _forget(ctx: RunContext) -> Callable[[Connection], None]:
     def clean_up(conn: Connection) -> None:
-        forget_seen(conn, ctx.spec.source.value)
+        forget_seen(conn, ctx.spec.source)
 
     return clean_up
 
@@ -175,7 +177,7 @@ def _forget(ctx: RunContext) -> Callable[[Connection], None]:
 def _finish(ctx: RunContext) -> Callable[[Connection], None]:
     def finish(conn: Connection) -> None:
         ctx.counts.marked_deleted += mark_orphaned_variations(conn, ctx.spec, ctx.clock())
-        forget_seen(conn, ctx.spec.source.value)
+        forget_seen(conn, ctx.spec.source)
 
     return finish
 
@@ -188,7 +190,7 @@ def reconcile_products(ctx: RunContext, client: WooClientLike, cp: dict[str, Any
         # A fresh reconciliation: ids a previous, abandoned one listed prove nothing now.
         cp = {**cp, "step": "any", "page": 0, "listed": 0, "confirmed_after": 0}
         with ctx.fenced() as conn:
-            forget_seen(conn, ctx.spec.source.value)
+            forget_seen(conn, ctx.spec.source)
         ctx.checkpoint(cp)
     try:
         for status in LISTINGS[LISTINGS.index(cp["step"]) :] if cp["step"] in LISTINGS else ():

@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import select
 
 from worker.infra.errors import FatalUpstreamError
+from worker.kinds.woocommerce.protocols import WooClientLike
 from worker.sync.context import RunContext, transaction
-from worker.sync.protocols import WooClientLike
 
 NOT_FOUND = 404
 
@@ -84,7 +84,7 @@ def gone_variations(
         return []
     table = ctx.spec.table
     query = select(table.c.woo_id, table.c.parent_woo_id).where(
-        table.c.parent_woo_id.in_(list(evidence)), table.c.deleted_at.is_(None)
+        ctx.spec.rows, table.c.parent_woo_id.in_(list(evidence)), table.c.deleted_at.is_(None)
     )
     with transaction(ctx.session_factory) as conn:
         local = conn.execute(query).all()

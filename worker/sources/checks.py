@@ -1,0 +1,65 @@
+"""Whether a configured source can be used: its kind's own checks, plus the fields every kind shares.
+
+The YAML loader and the store both ask here, so a file and a command line are judged alike.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from celery.schedules import crontab
+from pydantic import ValidationError
+
+from worker.infra.settings import BreakerSettings
+from worker.sources.config import SourceConfig
+
+CRON_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+
+
+def source_problems(source: SourceConfig) -> list[str]:
+    """Every problem of ``source``, each naming its field (empty when it can be used)."""
+    # Imported here: the kinds import the sync engine, which the configuration layer must not need.
+    from worker.kinds import UnknownKind, get_kind
+
+    try:
+        problems = get_kind(source.kind).check(source)
+    except UnknownKind as exc:
+        problems = [f"kind: {exc}"]
+    return problems + url_problems(source.url) + breaker_problems(source) + cron_problems(source.full_cron)
+
+
+def url_problems(url: str) -> list[str]:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError as exc:
+        return [f"url: not a valid URL ({exc})"]
+    if parts.scheme not in ("http", "https") or not host:
+        return ["url: must be an http:// or https:// URL with a host name"]
+    if parts.username or parts.password:
+        return ["url: must not embed credentials; give them as credentials"]
+    return []
+
+
+def breaker_problems(source: SourceConfig) -> list[str]:
+    unknown = sorted(set(source.breaker) - set(BreakerSettings.model_fields))
+    problems = [f"breaker.{f}: not a breaker setting" for f in unknown]
+    try:
+        BreakerSettings(**source.breaker)
+    except ValidationError as exc:
+        problems += [f"breaker.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+    return problems
+
+
+def cron_problems(expression: str | None) -> list[str]:
+    """A five-field cron expression (minute hour day-of-month month day-of-week), as beat reads it."""
+    if expression is None:
+        return []
+    fields = expression.split()
+    if len(fields) != len(CRON_FIELDS):
+        return [f"full_cron: expected 5 fields, got {len(fields)} in {expression!r}"]
+    try:
+        crontab(**dict(zip(CRON_FIELDS, fields, strict=True)))
+    except ValueError as exc:
+        return [f"full_cron: {expression!r} is not a valid cron expression ({exc})"]
+    return []
