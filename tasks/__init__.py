@@ -195,15 +195,15 @@ def execute(task: Task[Any, Any], source: str, *, full: bool, request: int | Non
         SyncRunFailed: the run failed (or the message kept crashing its worker).
         Retry: a redelivered message met a lock its own crashed delivery may have left behind.
     """
-    from worker.celeryapp.deps import SourceDisabled, get_deps, get_settings
+    from worker.celeryapp.deps import SourceDisabled, SourceMisconfigured, get_deps, get_settings
     from worker.sources.catalog import UnknownSource
 
     settings = get_settings()
     task_id: str | None = task.request.id
     try:
         deps = get_deps(source)
-    except UnknownSource as exc:
-        # Removed since the message was sent: nothing to run, and retrying cannot help.
+    except (UnknownSource, SourceMisconfigured) as exc:
+        # Removed since the message was sent, or unusable as stored: retrying cannot help.
         raise SyncRunFailed(str(exc)) from None
     except SourceDisabled:
         finish_as(task, "SKIPPED", {"source": str(source), "full": full, "status": "disabled"})

@@ -25,6 +25,7 @@ from worker.infra.settings import Settings
 from worker.infra.settings import get_settings as _load_settings
 from worker.kinds import get_kind
 from worker.sources.catalog import find_source, version_of
+from worker.sources.checks import url_problems
 from worker.sources.config import SourceConfig
 from worker.sync import SyncDeps
 from worker.upstream import build_retrying
@@ -110,6 +111,10 @@ class SourceDepsCache:
     def _build(self, source: SourceConfig) -> SyncDeps:
         if not source.enabled:
             raise SourceDisabled(f"source {source.name!r} is disabled")
+        insecure = url_problems(source.url, allow_insecure_http=get_settings().allow_insecure_http)
+        if insecure:
+            # A row written before the rule, or with ALLOW_INSECURE_HTTP set then: never send its secrets.
+            raise SourceMisconfigured(f"source {source.name!r}: {insecure[0]}")
         learn_secrets(source.secret_values())
         kind = get_kind(source.kind)
         settings = kind.configure(get_settings(), source)
@@ -136,6 +141,10 @@ class SourceDepsCache:
 
 class SourceDisabled(LookupError):
     """The source exists but is disabled: its requests are not run."""
+
+
+class SourceMisconfigured(ValueError):
+    """The source cannot be used as stored (its URL would expose its credentials)."""
 
 
 def _close_client(client: Any) -> None:

@@ -133,7 +133,7 @@ def add(ctx: click.Context, name: str, kind: str, url: str | None, options: tupl
         }
     )
     with source_session(settings) as session:
-        store.add(session, source, _cipher(settings))
+        store.add(session, source, _cipher(settings), allow_insecure_http=settings.allow_insecure_http)
     click.echo(f"added {kind} source {name} ({'disabled' if disabled else 'enabled'})")
 
 
@@ -165,7 +165,9 @@ def edit(ctx: click.Context, name: str, url: str | None, options: tuple[str, ...
         if breaker_items:
             given = {k: opts.scalar(v) for k, v in opts.pairs(breaker_items, "--breaker").items()}
             changes["breaker"] = {**current.breaker, **given}
-        changed = store.update(session, name, changes, cipher)
+        changed = store.update(
+            session, name, changes, cipher, allow_insecure_http=settings.allow_insecure_http
+        )
     click.echo(f"source {name} {'updated' if changed != current else 'unchanged'}")
 
 
@@ -296,7 +298,13 @@ def apply_command(ctx: click.Context, file: Path, prune: bool, dry_run: bool, as
     settings = cli_settings(ctx)
     declared = load_declarations(file.read_text(encoding="utf-8"), os.environ, base_dir=file.parent)
     with source_session(settings, commit=not dry_run) as session:
-        report = store.apply(session, declared, _cipher(settings), prune=prune)
+        report = store.apply(
+            session,
+            declared,
+            _cipher(settings),
+            prune=prune,
+            allow_insecure_http=settings.allow_insecure_http,
+        )
     if as_json:
         echo_json({**report.as_dict(), "dry_run": dry_run})
         return

@@ -186,7 +186,7 @@ def _url_password(url: str) -> str | None:
         return None
 
 
-def _is_local_host(host: str) -> bool:
+def is_local_host(host: str) -> bool:
     if host in ("localhost",) or host.endswith(".localhost"):
         return True
     try:
@@ -210,7 +210,7 @@ def _url_problems(var: str, url: str, allow_insecure_http: bool) -> list[str]:
         problems.append(f"{var}: {host} is a documentation placeholder, not a real server")
     if parts.username or parts.password:
         problems.append(f"{var}: must not embed credentials; use the key variables instead")
-    if parts.scheme == "http" and host and not _is_local_host(host) and not allow_insecure_http:
+    if parts.scheme == "http" and host and not is_local_host(host) and not allow_insecure_http:
         problems.append(
             f"{var}: plain http to {host} would send credentials in clear text; "
             "use https:// or set ALLOW_INSECURE_HTTP=true"

@@ -10,14 +10,17 @@ from urllib.parse import urlsplit
 from celery.schedules import crontab
 from pydantic import ValidationError
 
-from worker.infra.settings import BreakerSettings
+from worker.infra.settings import BreakerSettings, is_local_host
 from worker.sources.config import SourceConfig
 
 CRON_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
 
 
-def source_problems(source: SourceConfig) -> list[str]:
-    """Every problem of ``source``, each naming its field (empty when it can be used)."""
+def source_problems(source: SourceConfig, *, allow_insecure_http: bool = False) -> list[str]:
+    """Every problem of ``source``, each naming its field (empty when it can be used).
+
+    ``allow_insecure_http`` is ALLOW_INSECURE_HTTP: without it, plain http goes to loopback hosts only.
+    """
     # Imported here: the kinds import the sync engine, which the configuration layer must not need.
     from worker.kinds import UnknownKind, get_kind
 
@@ -25,10 +28,11 @@ def source_problems(source: SourceConfig) -> list[str]:
         problems = get_kind(source.kind).check(source)
     except UnknownKind as exc:
         problems = [f"kind: {exc}"]
-    return problems + url_problems(source.url) + breaker_problems(source) + cron_problems(source.full_cron)
+    problems += url_problems(source.url, allow_insecure_http=allow_insecure_http)
+    return problems + breaker_problems(source) + cron_problems(source.full_cron)
 
 
-def url_problems(url: str) -> list[str]:
+def url_problems(url: str, *, allow_insecure_http: bool = False) -> list[str]:
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -38,6 +42,9 @@ def url_problems(url: str) -> list[str]:
         return ["url: must be an http:// or https:// URL with a host name"]
     if parts.username or parts.password:
         return ["url: must not embed credentials; give them as credentials"]
+    if parts.scheme == "http" and not is_local_host(host.lower()) and not allow_insecure_http:
+        return [f"url: plain http to {host} would send credentials in clear text; use https:// "
+                "(or set ALLOW_INSECURE_HTTP=true)"]  # fmt: skip
     return []
 
 

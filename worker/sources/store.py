@@ -81,9 +81,10 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def validate(sources: list[SourceConfig]) -> None:
+def validate(sources: list[SourceConfig], *, allow_insecure_http: bool = False) -> None:
     """Raise ``InvalidSource`` listing every problem of every source, each prefixed with its name."""
-    problems = [f"source {s.name!r}: {p}" for s in sources for p in source_problems(s)]
+    problems = [f"source {s.name!r}: {p}" for s in sources
+                for p in source_problems(s, allow_insecure_http=allow_insecure_http)]  # fmt: skip
     problems += [f"source {s.name!r}: configured from the environment, not stored" for s in sources
                  if s.from_environment]  # fmt: skip
     if problems:
@@ -144,12 +145,13 @@ def add(
     cipher: CredentialCipher,
     *,
     now: Callable[[], dt.datetime] = utcnow,
+    allow_insecure_http: bool = False,
 ) -> None:
     """Store a new source; its name must be free and the source valid for its kind."""
     if _row(session, source.name) is not None:
         msg = f"a source named {source.name!r} already exists (use edit to change it)"
         raise SourceExists(msg)
-    validate([source])
+    validate([source], allow_insecure_http=allow_insecure_http)
     stamp = now()
     row = Source(name=source.name, created_at=stamp)
     _write(row, source, cipher, stamp)
@@ -174,6 +176,7 @@ def update(
     cipher: CredentialCipher,
     *,
     now: Callable[[], dt.datetime] = utcnow,
+    allow_insecure_http: bool = False,
 ) -> SourceConfig:
     """Change the given fields of a source; ``credentials`` replaces only the fields it names.
 
@@ -189,7 +192,7 @@ def update(
     merged["credentials"] = {**current.credentials, **changes.get("credentials", {})}
     changed = build(merged)
     if not _same(current, changed):
-        validate([changed])
+        validate([changed], allow_insecure_http=allow_insecure_http)
         _write(row, changed, cipher, now())
         session.flush()
     return changed
@@ -242,6 +245,7 @@ def apply(
     *,
     prune: bool,
     now: Callable[[], dt.datetime] = utcnow,
+    allow_insecure_http: bool = False,
 ) -> ApplyReport:
     """Make the table hold ``declared``: create the missing, update the changed, keep the equal.
 
@@ -251,7 +255,7 @@ def apply(
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise InvalidSource([f"source {n!r}: declared more than once" for n in duplicates])
-    validate(declared)
+    validate(declared, allow_insecure_http=allow_insecure_http)
     report = ApplyReport()
     stored = {r.name: r for r in session.scalars(select(Source).order_by(Source.name))}
     stamp = now()

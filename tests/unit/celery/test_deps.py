@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from worker.celeryapp import deps
 from worker.kinds.odoo.client import OdooClient
 from worker.kinds.woocommerce.client import WooCommerceClient
+from worker.sources.config import SourceConfig
 from worker.sync import SyncDeps, SyncSource
 
 CONFIGURED = {
@@ -81,3 +83,35 @@ def test_a_forked_child_starts_without_the_parents_connections() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ODOO_", "WOOCOMMERCE_"))}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_stored_source_over_plain_http_to_a_remote_host_is_never_called(
+    configured: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Written before the rule existed, or while ALLOW_INSECURE_HTTP was set: its secrets stay home.
+    stored = SourceConfig(name="shop-plain", kind="woocommerce", url="http://shop-plain.shops.test",
+                          credentials={"consumer_key": "ck_0123456789", "consumer_secret": "cs_0123456789"})  # fmt: skip
+    monkeypatch.setattr(deps, "find_source", lambda *_: stored)
+    with pytest.raises(deps.SourceMisconfigured, match="plain http to shop-plain.shops.test"):
+        deps.get_deps("shop-plain")
+
+
+def test_a_worker_keeps_at_most_source_cache_size_sources(
+    settings_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_factory(source_cache_size=2)
+    monkeypatch.setattr(deps, "_load_settings", lambda: settings)
+    deps.reset()
+    shops = {f"shop-{i}": SourceConfig(name=f"shop-{i}", kind="woocommerce", url=f"http://127.0.0.1:{9000 + i}",
+                                       credentials={"consumer_key": "ck_0123456789", "consumer_secret": "cs_0123456789"})
+             for i in range(5)}  # fmt: skip
+    monkeypatch.setattr(deps, "find_source", lambda _s, _f, name: shops[name])
+    closed: list[Any] = []
+    monkeypatch.setattr(requests.Session, "close", lambda session: closed.append(session))
+    built = [deps.get_deps(name) for name in shops]
+    assert len(deps._deps_cache()) == 2  # memory flat in the number of sources
+    assert deps.get_deps("shop-4") is built[4]  # the most recent stay cached
+    assert deps.get_deps("shop-0") is not built[0]  # the oldest was dropped, and is built again
+    assert built[0].client._transport.session in closed  # ...its HTTP pool closed
+    assert built[4].client._transport.session not in closed
+    deps.reset()

@@ -223,3 +223,15 @@ def test_apply_refuses_duplicates_and_invalid_sources_before_changing_anything(
     with pytest.raises(store.InvalidSource, match="configured from the environment"):
         store.apply(session, [shop(from_environment=True)], cipher, prune=False)
     assert store.list_all(session, cipher) == []
+
+
+def test_plain_http_to_a_remote_host_is_refused_unless_allowed(
+    session: Session, cipher: CredentialCipher
+) -> None:
+    # Its credentials would cross the network in clear text.
+    remote = shop("shop-plain", url="http://shop-plain.shops.test")
+    with pytest.raises(store.InvalidSource, match="plain http to shop-plain.shops.test"):
+        store.add(session, remote, cipher)
+    store.add(session, shop("shop-local", url="http://127.0.0.1:8080"), cipher)  # a simulator, a tunnel
+    store.add(session, remote, cipher, allow_insecure_http=True)  # ALLOW_INSECURE_HTTP=true
+    assert store.get(session, "shop-plain", cipher) is not None

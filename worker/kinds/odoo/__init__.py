@@ -65,7 +65,6 @@ class OdooKind(SourceKind):
             }
         )
 
-
     def build_client(
         self, settings: Settings, breaker: Breaker, event_log: EventSink, retrying: tenacity.Retrying
     ) -> Any:

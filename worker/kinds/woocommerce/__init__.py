@@ -61,7 +61,6 @@ class WooCommerceKind(SourceKind):
             }
         )
 
-
     def build_client(
         self, settings: Settings, breaker: Breaker, event_log: EventSink, retrying: tenacity.Retrying
     ) -> Any:
