@@ -17,6 +17,7 @@ from worker.kinds.woocommerce.client import WooCommerceClient
 from worker.sources.config import SourceConfig
 from worker.sync import SyncDeps, SyncSource
 
+KEYS: dict[str, Any] = {"consumer_key": "ck_0123456789", "consumer_secret": "cs_0123456789"}
 CONFIGURED = {
     "woocommerce_url": "http://127.0.0.1:9",
     "woocommerce_consumer_key": "ck_12345678",
@@ -90,9 +91,9 @@ def test_a_stored_source_over_plain_http_to_a_remote_host_is_never_called(
 ) -> None:
     # Written before the rule existed, or while ALLOW_INSECURE_HTTP was set: its secrets stay home.
     stored = SourceConfig(name="shop-plain", kind="woocommerce", url="http://shop-plain.shops.test",
-                          credentials={"consumer_key": "ck_0123456789", "consumer_secret": "cs_0123456789"})  # fmt: skip
+                          credentials=KEYS)  # fmt: skip
     monkeypatch.setattr(deps, "find_source", lambda *_: stored)
-    with pytest.raises(deps.SourceMisconfigured, match="plain http to shop-plain.shops.test"):
+    with pytest.raises(deps.SourceMisconfigured, match=r"plain http to shop-plain\.shops\.test"):
         deps.get_deps("shop-plain")
 
 
@@ -103,7 +104,7 @@ def test_a_worker_keeps_at_most_source_cache_size_sources(
     monkeypatch.setattr(deps, "_load_settings", lambda: settings)
     deps.reset()
     shops = {f"shop-{i}": SourceConfig(name=f"shop-{i}", kind="woocommerce", url=f"http://127.0.0.1:{9000 + i}",
-                                       credentials={"consumer_key": "ck_0123456789", "consumer_secret": "cs_0123456789"})
+                                       credentials=KEYS)
              for i in range(5)}  # fmt: skip
     monkeypatch.setattr(deps, "find_source", lambda _s, _f, name: shops[name])
     closed: list[Any] = []

@@ -230,7 +230,7 @@ def test_plain_http_to_a_remote_host_is_refused_unless_allowed(
 ) -> None:
     # Its credentials would cross the network in clear text.
     remote = shop("shop-plain", url="http://shop-plain.shops.test")
-    with pytest.raises(store.InvalidSource, match="plain http to shop-plain.shops.test"):
+    with pytest.raises(store.InvalidSource, match=r"plain http to shop-plain\.shops\.test"):
         store.add(session, remote, cipher)
     store.add(session, shop("shop-local", url="http://127.0.0.1:8080"), cipher)  # a simulator, a tunnel
     store.add(session, remote, cipher, allow_insecure_http=True)  # ALLOW_INSECURE_HTTP=true
