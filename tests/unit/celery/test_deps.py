@@ -103,9 +103,11 @@ def test_a_worker_keeps_at_most_source_cache_size_sources(
     settings = settings_factory(source_cache_size=2)
     monkeypatch.setattr(deps, "_load_settings", lambda: settings)
     deps.reset()
-    shops = {f"shop-{i}": SourceConfig(name=f"shop-{i}", kind="woocommerce", url=f"http://127.0.0.1:{9000 + i}",
-                                       credentials=KEYS)
-             for i in range(5)}  # fmt: skip
+    shops = {
+        f"shop-{i}": SourceConfig(name=f"shop-{i}", kind="woocommerce", url=f"http://127.0.0.1:{9000 + i}",
+                                  credentials=KEYS)
+        for i in range(5)
+    }  # fmt: skip
     monkeypatch.setattr(deps, "find_source", lambda _s, _f, name: shops[name])
     closed: list[Any] = []
     monkeypatch.setattr(requests.Session, "close", lambda session: closed.append(session))
