@@ -54,6 +54,8 @@ class FailureRecorder:
         """Write one failure row; never raises."""
         self._event_log.record(
             f"{self.upstream}.sync.failed.{operation}",
+            # The breaker the call counts against, ``<kind>:<source>``: it names the source even between runs.
+            aggregate_id=getattr(self._breaker, "name", None),
             correlation_id=self.correlation_id,
             payload=failure_payload(exc, attempt, final, self._breaker_state()),
             metadata=dict(self._metadata),
