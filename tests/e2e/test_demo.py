@@ -1,21 +1,26 @@
 """The one-command demo, driven from outside as an operator would.
 
-DATABASE_URL, REDIS_URL and CELERY_BROKER_URL point at real servers, in the environment and in .env:
-the demo must use none of them (no table, no key), only its own Redis and SQLite file. The test watches
-the narrative, checks each milestone with the real `syncworker` commands, then sends SIGINT and checks
-that nothing the demo started survives. `syncworker run` with nothing configured plays the same demo.
+DATABASE_URL, REDIS_URL, CELERY_BROKER_URL and SOURCES_ENCRYPTION_KEYS point at real servers and a real
+key, in the environment and in .env: the demo must use none of them (no table, no key), only its own
+Redis, SQLite file and key. It declares two shops and an Odoo database from a YAML file; one shop goes
+down while the other keeps syncing. The test checks each milestone with the real `syncworker` commands,
+that no credential is ever printed, then sends SIGINT and checks that nothing the demo started survives.
+`syncworker run` with nothing configured plays the same demo.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -23,9 +28,11 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 import requests
+from cryptography.fernet import Fernet
 from store_contents import keys_in, tables_in
 
 from worker.demo.stack import DEMO_PREFIX
+from worker.demo.upstreams import CREDENTIALS_DIR, DECLARATIONS_FILE
 from worker.infra.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -33,6 +40,9 @@ pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 MILESTONE_TIMEOUT = 120.0
 CLAIM_KEY = b"syncworker-test:claim"  # the only key of a database claimed by own_redis_url
+SOURCES = {"erp": "odoo", "shop-north": "woocommerce", "shop-south": "woocommerce"}
+NORTH, SOUTH = "woocommerce:shop-north", "woocommerce:shop-south"
+FAILED = ("failed", "skipped_breaker_open", "redelivery_limit")
 
 
 def demo_keys_on_server(redis_url: str) -> list[bytes]:
@@ -103,24 +113,50 @@ class Transcript:
         return "\n".join(self.lines[-80:])
 
 
-def cli(env: dict[str, str], cwd: Path, *args: str) -> Any:
-    done = subprocess.run(
-        [str(BIN / "syncworker"), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+class Operator:
+    """Runs `syncworker` commands against the demo from outside, keeping everything they printed."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env = env
+        self.cwd = cwd
+        self.printed: list[str] = []
+
+    def run(self, *args: str) -> str:
+        done = subprocess.run(
+            [str(BIN / "syncworker"), *args], env=self.env, cwd=self.cwd, capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+        self.printed.append(done.stdout + done.stderr)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "--json"))
+
+    def breakers(self) -> dict[str, str]:
+        return {b["name"]: b["state"] for b in self.json("breakers", "list")}
+
+
+def when(text: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def stamp(
+    events: list[dict[str, Any]], event_type: str, pick: Callable[[Iterable[dt.datetime]], dt.datetime]
+) -> dt.datetime:
+    """When shop-south's breaker first opened (``min``) or last closed (``max``)."""
+    return pick(
+        when(e["occurred_at"]) for e in events if (e["event_type"], e["aggregate_id"]) == (event_type, SOUTH)
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return json.loads(done.stdout)
-
-
-def breaker_state(env: dict[str, str], cwd: Path, name: str) -> str:
-    return next(b["state"] for b in cli(env, cwd, "breakers", "list", "--json") if b["name"] == name)
 
 
 def alive(pid: int) -> bool:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/stat").read_text()
     except FileNotFoundError:
         return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return status.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def processes_mentioning(marker: str) -> list[int]:
@@ -150,37 +186,88 @@ def start(env: dict[str, str], cwd: Path, command: str) -> subprocess.Popen[str]
     )
 
 
+def credential_values(demo_dir: Path) -> list[str]:
+    """The secrets in the demo's credential files, which must be readable by their owner only."""
+    files = sorted((demo_dir / CREDENTIALS_DIR).iterdir())
+    assert {f.name.split(".")[0] for f in files} == set(SOURCES)
+    assert [f.name for f in files if stat.S_IMODE(f.stat().st_mode) != 0o600] == []
+    values = [f.read_text().strip() for f in files]
+    assert all(len(v) >= 16 for v in values), "credential files must hold real secrets"
+    return values
+
+
 def test_demo_runs_the_outage_story_and_stops_cleanly(
     tmp_path: Path, scratch_pg_url: str, own_redis_url: str
 ) -> None:
-    servers = {"DATABASE_URL": scratch_pg_url, "REDIS_URL": own_redis_url, "CELERY_BROKER_URL": own_redis_url}
+    operator_key = Fernet.generate_key().decode()
+    servers = {
+        "DATABASE_URL": scratch_pg_url,
+        "REDIS_URL": own_redis_url,
+        "CELERY_BROKER_URL": own_redis_url,
+        "SOURCES_ENCRYPTION_KEYS": operator_key,
+    }
     (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in servers.items()))
     proc = start(base_env() | servers, tmp_path, "demo")
     transcript = Transcript(proc)
+    demo_dir = tmp_path / ".demo"
     try:
+        transcript.wait_for("==> sources declared")
+        secrets = credential_values(demo_dir)
+        declarations = (demo_dir / DECLARATIONS_FILE).read_text()
+        assert declarations.count("file:credentials/") == len(secrets)
+        assert not [s for s in secrets if s in declarations]
+
         transcript.wait_for("==> initial syncs succeeded")
-        transcript.wait_for("==> breaker woocommerce is OPEN")
-        demo_env = dict(
-            line.split("=", 1) for line in (tmp_path / ".demo" / "env").read_text().splitlines() if line
-        )
+        demo_env = dict(line.split("=", 1) for line in (demo_dir / "env").read_text().splitlines() if line)
+        assert stat.S_IMODE((demo_dir / "env").stat().st_mode) == 0o600
         assert urlsplit(demo_env["REDIS_URL"]).port != urlsplit(own_redis_url).port, "not its own Redis"
         assert demo_env["CELERY_BROKER_URL"] == demo_env["REDIS_URL"]
         assert demo_env["DATABASE_URL"].startswith("sqlite:///")
-        ops_env = base_env() | demo_env
-        # The breaker stays open until the demo's recovery step, seconds later.
-        assert breaker_state(ops_env, tmp_path, "woocommerce") == "open"
+        assert demo_env["SOURCES_ENCRYPTION_KEYS"] != operator_key
+        Fernet(demo_env["SOURCES_ENCRYPTION_KEYS"])
+        assert not [k for k in demo_env if k.startswith(("WOOCOMMERCE_", "ODOO_"))]
+        ops = Operator(base_env() | demo_env, tmp_path)
+        assert {s["name"]: s["kind"] for s in ops.json("sources", "list")} == SOURCES
+        ops.run("sources", "show", "shop-south")
+        # The demo goes on meanwhile: shop-south may already be down, but nothing else is.
+        states = ops.breakers()
+        assert states[NORTH] == states["odoo:erp"] == "closed"
+
+        transcript.wait_for("==> breaker woocommerce:shop-south is OPEN")
+        # Only shop-south's breaker: its open period lasts well past the demo's next steps.
+        states = ops.breakers()
+        assert states[SOUTH] == "open"
+        assert states[NORTH] == states["odoo:erp"] == "closed"
+        transcript.wait_for("==> shop-north keeps syncing while shop-south is skipped")
+        assert ops.breakers()[NORTH] == "closed"
 
         transcript.wait_for("==> demo scenario complete")
-        assert breaker_state(ops_env, tmp_path, "woocommerce") == "closed"
-        types = {e["event_type"] for e in cli(ops_env, tmp_path, "events", "--json", "--limit", "1000")}
-        assert "breaker.opened" in types
-        assert any("failed" in t for t in types), types
-        runs = cli(ops_env, tmp_path, "runs", "--json", "--limit", "100")
+        assert set(ops.breakers().values()) == {"closed"}
+        events = ops.json("events", "--limit", "5000")
+        breaker_events = [
+            (e["event_type"], e["aggregate_id"]) for e in events if e["event_type"].startswith("breaker.")
+        ]
+        assert ("breaker.opened", SOUTH) in breaker_events
+        assert ("breaker.closed", SOUTH) in breaker_events
+        assert {name for _, name in breaker_events} == {SOUTH}, "no other source's breaker moved"
+        skips = [e for e in events if e["event_type"] == "sync.skipped_breaker_open"]
+        assert any(
+            e["aggregate_id"] == "shop-south" and (e["payload"] or {}).get("by") == "beat" for e in skips
+        )
+        assert {e["aggregate_id"] for e in skips} == {"shop-south"}
+
+        opened, closed = stamp(events, "breaker.opened", min), stamp(events, "breaker.closed", max)
+        runs = ops.json("runs", "--limit", "1000")
+        assert {r["source"] for r in runs} == set(SOURCES)
         statuses = {(r["source"], r["status"]) for r in runs}
-        assert ("odoo-suppliers", "succeeded") in statuses
-        assert ("woocommerce-products", "skipped_breaker_open") in statuses
-        assert runs[0]["source"] == "woocommerce-products"
-        assert runs[0]["status"] == "succeeded"
+        assert {("erp", "succeeded"), ("shop-north", "succeeded"), ("shop-south", "succeeded")} <= statuses
+        assert {("shop-south", "failed"), ("shop-south", "skipped_breaker_open")} <= statuses
+        assert not [r for r in runs if r["source"] != "shop-south" and r["status"] in FAILED]
+        during = [r for r in runs if r["source"] == "shop-north" and opened < when(r["started_at"]) < closed]
+        assert "succeeded" in {r["status"] for r in during}, (
+            "shop-north kept syncing while shop-south was down"
+        )
+        assert next(r["status"] for r in runs if r["source"] == "shop-south") == "succeeded"
 
         flower = re.search(
             r"Flower\s+(\S+)\s+\(user (\S+), password (\S+)\)", transcript.wait_for(", password ")
@@ -192,7 +279,7 @@ def test_demo_runs_the_outage_story_and_stops_cleanly(
 
         pids = {
             name: int(pid)
-            for name, pid in (line.split() for line in (tmp_path / ".demo" / "pids").read_text().splitlines())
+            for name, pid in (line.split() for line in (demo_dir / "pids").read_text().splitlines())
         }
         assert set(pids) == {"redis", "demo1", "demo2", "beat", "flower"}
         assert all(alive(pid) for pid in pids.values())
@@ -200,6 +287,8 @@ def test_demo_runs_the_outage_story_and_stops_cleanly(
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=90) == 0, transcript.text()
         transcript.wait_for("==> demo stopped", timeout=5)
+        printed = "\n".join([*transcript.lines, *ops.printed])
+        assert [s for s in secrets if s in printed] == [], "a credential reached the output"
         assert [name for name, pid in pids.items() if alive(pid)] == []
         assert processes_mentioning(str(tmp_path)) == []
         assert tables_in(scratch_pg_url) == []

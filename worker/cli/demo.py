@@ -24,7 +24,8 @@ DEFAULT_DEMO_DIR = Path(".demo")
 )
 @click.pass_context
 def demo(ctx: click.Context, once: bool, demo_dir: Path) -> None:
-    """The demo: sync simulated upstreams, break one, watch the fleet's breaker open and close."""
+    """The demo: two simulated shops and an Odoo database, declared as sources; one shop goes down, its
+    breaker opens for the whole fleet while the other shop keeps syncing, then it recovers."""
     from worker.demo import run_demo
 
     ctx.exit(run_demo(workdir=demo_dir, once=once))

@@ -162,9 +162,12 @@ def _probed(report: ProbeReport) -> Finding:
     return Finding(report.summary, report.as_dict())
 
 
+SOURCES_HINT = "probe a stored source with `syncworker sources test NAME`"
+
+
 def check_odoo(settings: Settings) -> Finding:
     if not settings.odoo_enabled:
-        raise Skipped("not configured (ODOO_URL is not set)")
+        raise Skipped(f"not configured by ODOO_URL ({SOURCES_HINT})")
     from worker.kinds.odoo.probe import probe_odoo
 
     return _probed(probe_odoo(settings))
@@ -172,7 +175,7 @@ def check_odoo(settings: Settings) -> Finding:
 
 def check_woocommerce(settings: Settings) -> Finding:
     if not settings.woocommerce_enabled:
-        raise Skipped("not configured (WOOCOMMERCE_URL is not set)")
+        raise Skipped(f"not configured by WOOCOMMERCE_URL ({SOURCES_HINT})")
     from worker.kinds.woocommerce.probe import probe_woocommerce
 
     return _probed(probe_woocommerce(settings))

@@ -1,8 +1,9 @@
 """The one-command demo: everything syncworker needs, on this machine, telling its own story.
 
 `syncworker demo` lands here, and so does `syncworker run` on a machine where nothing is configured.
-The demo uses nothing the operator configured: see ``stack`` for what runs and ``scenario`` for what
-it shows; Ctrl-C (or SIGTERM) stops everything it started, warm.
+The demo uses nothing the operator configured: see ``stack`` for what runs, ``upstreams`` for the
+sources it declares and ``scenario`` for what it shows; Ctrl-C (or SIGTERM) stops everything it
+started, warm.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rich.console import Console
 from worker.celeryapp.config import build_config
 from worker.demo.scenario import Scenario, ScenarioFailed
 from worker.demo.stack import DemoStack, is_operator_setting
+from worker.demo.upstreams import NORTH, SOUTH
 from worker.infra.settings import Settings
 
 
@@ -40,12 +42,12 @@ def _banner(stack: DemoStack, out: Console) -> None:
     out.print(f"[bold green]Redis[/]   {stack.redis_url}   [bold green]Database[/] {stack.database_url}")
     out.print(f"\nTry, from another terminal (the demo's settings are in {env_file}):")
     for cmd in (
-        "health",
+        "sources list",
         "breakers list",
-        "runs",
+        f"runs --source {SOUTH}",
         "events --type breaker.",
         "events --follow",
-        "sync woocommerce-products --wait",
+        f"sync {NORTH} --wait",
     ):
         out.print(f"  env $(cat {env_file}) {_cli()} {cmd}")
     out.print("\nBeat keeps scheduling syncs. Press Ctrl-C to stop everything.\n")
@@ -88,16 +90,18 @@ def run_demo(*, workdir: Path, once: bool) -> int:
     status = 0
     try:
         out.print(
-            "[bold]syncworker demo[/]: simulated Odoo and WooCommerce, a private Redis and an SQLite file;"
-            " nothing configured in the environment or .env is used."
+            "[bold]syncworker demo[/]: two simulated WooCommerce shops and an Odoo database, a private"
+            " Redis and an SQLite file; nothing configured in the environment or .env is used."
         )
         stack.start_services(os.environ)
         out.print(f"    Redis at {stack.redis_url}, database {stack.database_url}")
-        stack.start_processes()
         app = client_app(stack.settings())
+        scenario = Scenario(stack, app, out)
+        scenario.declare_sources()
+        stack.start_processes()
         stack.wait_ready(app)
         out.print("[bold cyan]==> workers demo1 and demo2, beat and Flower are up[/]")
-        Scenario(stack, app, out).run()
+        scenario.run()
         out.print("[bold cyan]==> demo scenario complete[/]")
         _banner(stack, out)
         while not once:

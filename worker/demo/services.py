@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from worker.demo.processes import Supervisor
+from worker.cli.supervisor import Supervisor
 
 READY_TIMEOUT = 15.0
 

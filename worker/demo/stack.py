@@ -1,15 +1,16 @@
 """The demo's moving parts: simulators in this process, Redis, two worker nodes, beat and Flower.
 
-Two separate ``celery worker`` nodes run so that the breaker visibly opens for the whole fleet, not
+Two separate ``celery worker`` nodes run so that a breaker visibly opens for the whole fleet, not
 per process. Every child gets the same environment, written to ``<demo dir>/env`` so an operator can
 point `syncworker` commands at the demo from another terminal. None of the operator's settings reach
-it: the demo's Redis, database and upstreams are its own.
+it: the demo's Redis, database, upstreams and the key sealing their credentials are its own, and its
+sources come from the ``sources`` table only (see ``upstreams``), as in a fleet deployment.
 """
 
 from __future__ import annotations
 
-import os
 import secrets
+import subprocess
 import sys
 import time
 from collections.abc import Mapping
@@ -19,23 +20,19 @@ from typing import Any
 
 import requests
 
-from worker.demo.processes import Supervisor
+from worker.cli.supervisor import Supervisor
 from worker.demo.services import demo_database_url, free_port, start_private_redis
+from worker.demo.upstreams import DemoUpstreams, demo_key, write_private
 from worker.infra.settings import Settings, load_settings
 
 DEMO_PREFIX = "syncworker-demo"
-WOO_SIZE = 120
-ODOO_SIZE = 150
 NODES = ("demo1", "demo2")
 READY_TIMEOUT = 60.0
+CLI_TIMEOUT = 60.0
 
-# Short breaker and retry periods so the outage and the recovery both happen within a minute.
+# Short retry periods so the outage and the recovery both happen within a minute (the breakers'
+# periods are declared with the sources); beat picks up the declared sources within seconds.
 TUNING = {
-    "WOOCOMMERCE_BREAKER__FAILURE_THRESHOLD": "3",
-    "WOOCOMMERCE_BREAKER__OPEN_SECONDS": "5",
-    "WOOCOMMERCE_BREAKER__OPEN_MAX_SECONDS": "20",
-    "WOOCOMMERCE_BREAKER__SUCCESS_THRESHOLD": "1",
-    "ODOO_BREAKER__OPEN_SECONDS": "5",
     "RETRY_MAX_ATTEMPTS": "3",
     "RETRY_INITIAL_BACKOFF_SECONDS": "0.2",
     "RETRY_MAX_BACKOFF_SECONDS": "1",
@@ -43,6 +40,7 @@ TUNING = {
     "HTTP_CONNECT_TIMEOUT": "2",
     "HTTP_READ_TIMEOUT": "10",
     "SYNC_INCREMENTAL_INTERVAL_SECONDS": "60",
+    "BEAT_SOURCES_REFRESH_SECONDS": "5",
     "LOG_FORMAT": "console",
     "PYTHONUNBUFFERED": "1",
 }
@@ -83,7 +81,7 @@ class DemoStack:
     workdir: Path
     supervisor: Supervisor = field(default_factory=Supervisor)
     env: dict[str, str] = field(default_factory=dict)
-    simulators: list[Any] = field(default_factory=list)
+    upstreams: DemoUpstreams = field(default_factory=DemoUpstreams)
     flower_url: str = ""
     flower_auth: tuple[str, str] = ("demo", "")
     metrics_url: str = ""
@@ -91,7 +89,7 @@ class DemoStack:
     database_url: str = ""
 
     def start_services(self, base_env: Mapping[str, str]) -> None:
-        """A private Redis, the SQLite database and both simulators; fills ``env`` for the workers."""
+        """A private Redis, the SQLite database and the simulators; fills ``env`` for the workers."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in base_env.items() if not is_operator_setting(k)}
         self.redis_url = start_private_redis(self.supervisor, self.workdir, env)
@@ -107,38 +105,35 @@ class DemoStack:
             "EVENT_SPOOL_PATH": str(self.workdir / "events.spool"),
             "FLOWER_BASIC_AUTH": f"{user}:{password}",
             "FLOWER_PORT": str(free_port()),
+            # Demo-only: it seals the simulators' throwaway credentials in the demo's own database.
+            "SOURCES_ENCRYPTION_KEYS": demo_key(self.workdir),
         }
-        env |= self._start_simulators()
+        self.upstreams.start()
         self.env = env
-
-    def _start_simulators(self) -> dict[str, str]:
-        from worker.sandbox import OdooSimulator, WooCommerceSimulator
-
-        woo = WooCommerceSimulator(seed=7, size=WOO_SIZE).start()
-        odoo = OdooSimulator(seed=7, size=ODOO_SIZE).start()
-        self.simulators = [woo, odoo]
-        return {
-            "WOOCOMMERCE_URL": woo.base_url,
-            "WOOCOMMERCE_CONSUMER_KEY": woo.consumer_key,
-            "WOOCOMMERCE_CONSUMER_SECRET": woo.consumer_secret,
-            "ODOO_URL": odoo.base_url,
-            "ODOO_DB": odoo.db,
-            "ODOO_USERNAME": odoo.login,
-            "ODOO_API_KEY": odoo.api_key,
-        }
-
-    @property
-    def woo(self) -> Any:
-        return self.simulators[0]
 
     def settings(self) -> Settings:
         return settings_from_env(self.env)
 
-    def start_processes(self) -> None:
-        """Migrate, then two worker nodes (the first exports metrics), beat and Flower."""
+    def migrate(self) -> None:
         from worker.infra.db import upgrade_database
 
         upgrade_database(self.database_url)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run a real `syncworker` command against the demo, as an operator would from a shell."""
+        argv = [sys.executable, "-c", "from worker.cli import main; main()", *args]
+        return subprocess.run(
+            argv,
+            env=self.env,
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT,
+            check=False,
+        )
+
+    def start_processes(self) -> None:
+        """Two worker nodes (the first exports metrics), beat and Flower, on a migrated database."""
         celery = [sys.executable, "-m", "celery", "-A", "worker"]
         metrics_port = free_port()
         for index, node in enumerate(NODES):
@@ -148,7 +143,18 @@ class DemoStack:
                 env |= {"METRICS_PORT": str(metrics_port), "PROMETHEUS_MULTIPROC_DIR": str(multiproc)}
                 multiproc.mkdir(parents=True, exist_ok=True)
                 self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-            argv = [*celery, "worker", "-Q", "odoo,woocommerce", "-c", "2", "-n", f"{node}@%h", "-l", "info"]
+            argv = [
+                *celery,
+                "worker",
+                "-Q",
+                "sync-incremental,sync-full",
+                "-c",
+                "2",
+                "-n",
+                f"{node}@%h",
+                "-l",
+                "info",
+            ]
             self.supervisor.start(
                 node, argv, env=env, log_path=self.workdir / f"{node}.log", cwd=self.workdir
             )
@@ -165,13 +171,17 @@ class DemoStack:
         self.write_env_file()
 
     def write_env_file(self) -> None:
-        # Secrets of the simulators are throwaway; the file is for pointing the CLI at the demo.
-        keep = ("REDIS_URL", "CELERY_BROKER_URL", "DATABASE_URL", "REDIS_KEY_PREFIX", "EVENT_SPOOL_PATH")
+        # For pointing the CLI at the demo; the key is the demo's own, sealing throwaway credentials.
+        keep = (
+            "REDIS_URL",
+            "CELERY_BROKER_URL",
+            "DATABASE_URL",
+            "REDIS_KEY_PREFIX",
+            "EVENT_SPOOL_PATH",
+            "SOURCES_ENCRYPTION_KEYS",
+        )
         lines = [f"{k}={self.env[k]}" for k in keep]
-        lines += [f"{k}={v}" for k, v in TUNING.items() if "BREAKER" in k]
-        path = self.workdir / "env"
-        path.write_text("\n".join(lines) + "\n")
-        os.chmod(path, 0o600)
+        write_private(self.workdir / "env", "\n".join(lines) + "\n")
 
     def wait_ready(self, app: Any) -> None:
         """Both worker nodes answer a ping and Flower answers (with 401: it demands credentials)."""
@@ -204,5 +214,4 @@ class DemoStack:
     def stop(self, timeout: float = 30.0) -> None:
         """Workers warm (SIGTERM to each main pid), then Flower, beat and Redis; simulators last."""
         self.supervisor.stop_all(timeout)
-        for sim in self.simulators:
-            sim.stop()
+        self.upstreams.stop()

@@ -109,7 +109,7 @@ def test_the_table_shows_each_upstream_on_its_own_row(
     result = invoke(settings_factory(**woo_settings(woo)), *UPSTREAMS)
     assert result.exit_code == 0, result.output
     assert "WooCommerce 9.9.5 (WordPress 6.8)" in result.stdout
-    assert "not configured (ODOO_URL is not set)" in result.stdout
+    assert "not configured by ODOO_URL" in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -124,7 +124,8 @@ def test_several_sources_in_the_table_are_all_run(settings_factory: Any, redis_u
                             "--credential", f"consumer_key=env:{var}_KEY",
                             "--credential", f"consumer_secret=env:{var}_SECRET"],
                            env=env, cwd=tmp_path, check=True, capture_output=True)  # fmt: skip
-        odoo = ["--option", f"db={erp.db}", "--option", f"username={erp.login}", "--credential", "api_key=env:ERP_KEY"]
+        odoo = ["--option", f"db={erp.db}", "--option", f"username={erp.login}",
+                "--credential", "api_key=env:ERP_KEY"]  # fmt: skip
         subprocess.run([*cli, "sources", "add", "erp", "--kind", "odoo", "--url", erp.base_url, *odoo],
                        env=env, cwd=tmp_path, check=True, capture_output=True)  # fmt: skip
         proc = start(env, tmp_path)

@@ -142,8 +142,10 @@ def test_a_shop_whose_upstream_is_down_opens_only_its_own_breaker(
         assert conn.execute(text("SELECT count(*) FROM products WHERE source = 'shop-a'")).scalar_one() == 0
         skipped = conn.execute(text("SELECT count(*) FROM event_log WHERE aggregate_id = 'shop-a' "
                                     "AND event_type = 'sync.skipped_breaker_open'")).scalar_one()  # fmt: skip
-        failed = conn.execute(text("SELECT DISTINCT aggregate_id FROM event_log "
-                                   "WHERE event_type LIKE 'woocommerce.sync.failed.%'")).scalars().all()  # fmt: skip
+        failures = text(
+            "SELECT DISTINCT aggregate_id FROM event_log WHERE event_type LIKE 'woocommerce.sync.failed.%'"
+        )
+        failed = conn.execute(failures).scalars().all()
     assert skipped >= 1
     assert failed == ["woocommerce:shop-a"]  # every failure names the source it belongs to
 

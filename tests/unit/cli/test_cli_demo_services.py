@@ -7,9 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
-from worker.demo import forget_operator_settings, services
 from worker.cli.supervisor import Supervisor
+from worker.demo import forget_operator_settings, services
 from worker.demo.stack import TUNING, DemoStack, is_operator_setting, settings_from_env
 
 # What an operator's shell may hold: real servers, Celery's own overrides, Flower's options.
@@ -23,17 +24,26 @@ OPERATOR_ENV = {
     "ODOO_BREAKER__OPEN_SECONDS": "47",
     "FLOWER_URL_PREFIX": "/flower",
     "PROMETHEUS_MULTIPROC_DIR": "/tmp/prometheus",
+    "SOURCES_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+    "WOOCOMMERCE_URL": "https://shop.internal.test",
 }
 
 
 def test_settings_from_env_nests_breaker_fields() -> None:
+    nested = {"WOOCOMMERCE_BREAKER__OPEN_SECONDS": "5", "WOOCOMMERCE_BREAKER__FAILURE_THRESHOLD": "3"}
     settings = settings_from_env(
-        TUNING | {"REDIS_URL": "redis://127.0.0.1:1/0", "PATH": "/usr/bin", "UNRELATED": "x"}
+        TUNING | nested | {"REDIS_URL": "redis://127.0.0.1:1/0", "PATH": "/usr/bin", "UNRELATED": "x"}
     )
     assert settings.woocommerce_breaker.open_seconds == 5
     assert settings.woocommerce_breaker.failure_threshold == 3
     assert settings.retry_max_attempts == 3
+    assert settings.beat_sources_refresh_seconds == 5
     assert settings.redis_url == "redis://127.0.0.1:1/0"
+
+
+def test_the_demo_configures_no_upstream_by_environment() -> None:
+    # Its sources are declared in the sources table, as a fleet's are.
+    assert not [name for name in TUNING if name.startswith(("WOOCOMMERCE_", "ODOO_"))]
 
 
 @pytest.mark.parametrize("name", sorted(OPERATOR_ENV))
@@ -67,6 +77,9 @@ def test_the_stack_uses_only_its_own_servers(tmp_path: Path) -> None:
         assert stack.env["CELERY_BROKER_URL"] == stack.redis_url
         assert stack.env["EVENT_SPOOL_PATH"] == str(tmp_path / "events.spool")
         assert stack.settings().broker_url == stack.redis_url
+        assert stack.settings().source_keys() == [(tmp_path / "sources.key").read_text().strip()]
+        assert stack.settings().woocommerce_url is None
+        assert not [k for k in stack.env if k.startswith(("WOOCOMMERCE_", "ODOO_"))]
     finally:
         stack.stop(timeout=10)
     assert not services.answers(stack.redis_url, timeout=0.5)

@@ -11,9 +11,9 @@ from sync_fakes import FakeClock, FakeEventLog, FakeOdoo
 from sync_mirror import assert_odoo_mirror, runs, state, suppliers
 
 from worker.infra.errors import CircuitOpenError, RetriableUpstreamError
+from worker.kinds.odoo.paging import OdooCursor
 from worker.kinds.odoo.passes import dump_cursor, load_cursor
 from worker.sync import RunStatus, SyncSource
-from worker.kinds.odoo.paging import OdooCursor
 
 ODOO = SyncSource.ODOO_SUPPLIERS
 

@@ -43,8 +43,8 @@ def test_a_third_kind_syncs_and_reconciles_through_the_generic_engine(
     other = FakeFeed([{"id": 1, "title": "other a"}, {"id": 2, "title": "other b"}])
 
     def deps(client: FakeFeed) -> SyncDeps:
-        return SyncDeps(settings, make_session_factory(sqlite_engine), fake_redis, events, None, client, feed_kind,
-                        clock=clock)  # fmt: skip
+        sessions = make_session_factory(sqlite_engine)
+        return SyncDeps(settings, sessions, fake_redis, events, None, client, feed_kind, clock=clock)
 
     def sync(name: str, client: FakeFeed) -> Any:
         return run_sync(name, deps(client), full=True, task_id=None, should_stop=lambda: False)

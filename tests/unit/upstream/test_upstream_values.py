@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from worker.infra.errors import FatalUpstreamError
+from worker.kinds.odoo.paging import OdooCursor
 from worker.kinds.odoo.values import many2one_id, odoo_value, parse_odoo_datetime
 from worker.kinds.woocommerce.client import woo_datetime
-from worker.kinds.odoo.paging import OdooCursor
 from worker.kinds.woocommerce.paging import PageNumbers
 
 

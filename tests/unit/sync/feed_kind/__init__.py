@@ -12,10 +12,10 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text, UniqueConstraint
 
 from models.types import JSONDocument, UTCDateTime
+from worker.infra.errors import InvalidRecord
 from worker.infra.settings import BreakerSettings, Settings
 from worker.kinds.base import SourceKind
 from worker.sources.config import SourceConfig
-from worker.infra.errors import InvalidRecord
 from worker.sync.reconcile import mark_missing
 
 METADATA = MetaData()
