@@ -39,6 +39,8 @@ class SyncRun(Base):
         Index("ix_sync_runs_source_started", "source", "started_at"),
         Index("ix_sync_runs_status", "status"),
         Index("ix_sync_runs_source_serves", "source", "serves_through"),
+        # Retention finds old runs of every source by it, and `syncworker runs` lists the newest with it.
+        Index("ix_sync_runs_started_at", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -16,7 +16,7 @@ from worker.infra.logs import connect_celery_signals
 from worker.infra.metrics import install_celery_metrics_hooks
 from worker.infra.settings import Settings, get_settings
 
-TASK_MODULES = ("tasks.sync", "tasks.odoo", "tasks.woocommerce")
+TASK_MODULES = ("tasks.sync", "tasks.maintenance", "tasks.odoo", "tasks.woocommerce")
 
 
 def create_app(settings: Settings) -> Celery:

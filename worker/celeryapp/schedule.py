@@ -71,10 +71,21 @@ def source_entries(source: SourceConfig, settings: Settings) -> dict[str, dict[s
     }
 
 
+PRUNE_TASK = "tasks.maintenance.prune_history"
+
+
 def build_beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """The static entries. The sources' entries are not here: ``SourceScheduler`` keeps them in Redis,
-    following the ``sources`` table (and the environment's sources) without a restart."""
-    return {}
+    """The static entries: the daily history prune. The sources' entries are not here: ``SourceScheduler``
+    keeps them in Redis, following the ``sources`` table (and the environment's sources) without a restart."""
+    return {
+        "history-prune": {
+            "task": PRUNE_TASK,
+            # Daily, away from the default nightly full runs; a prune missed while beat was down is not
+            # worth running twice.
+            "schedule": crontab(minute=30, hour=4),
+            "options": {"queue": queue_for(False), "expires": FULL_RUN_EXPIRES_SECONDS},
+        }
+    }
 
 
 def _fires_on(schedule: crontab, day: date) -> bool:

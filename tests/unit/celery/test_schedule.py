@@ -32,8 +32,11 @@ def entries(settings: Any) -> dict[str, dict[str, Any]]:
     return schedule
 
 
-def test_nothing_configured_nothing_scheduled(settings_factory: Any) -> None:
-    assert build_beat_schedule(settings_factory()) == {}
+def test_nothing_configured_nothing_scheduled_but_the_daily_history_prune(settings_factory: Any) -> None:
+    static = build_beat_schedule(settings_factory())
+    assert list(static) == ["history-prune"]
+    assert static["history-prune"]["task"] == "tasks.maintenance.prune_history"
+    assert static["history-prune"]["schedule"] == crontab(minute="30", hour="4")
     assert entries(settings_factory()) == {}
 
 
