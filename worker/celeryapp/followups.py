@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 SWEEP_SECONDS = 5.0
 
 # KEYS: followups, lock. ARGV: grace seconds. Returns the pending modes it claimed, or {}.
+# Most sources have no follow-up: one EXISTS answers for them.
 CLAIM = """
-if redis.call('EXISTS', KEYS[2]) == 1 then
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 1 then
   return {}
 end
 local pending = {}
@@ -134,8 +135,16 @@ def connect_followup_sweeper(
         app.send_task(SYNC_TASK, kwargs={"source": source, "full": full}, queue=queue_for(full))
         log.info("orphaned follow-up enqueued", extra={"source": source, "full": full})
 
+    def sweep_if_our_turn() -> list[str]:
+        # One worker of the fleet sweeps per interval: every one of them sweeping would only repeat it.
+        client = client_factory()
+        turn = f"{settings.redis_key_prefix}:followups:sweeping"
+        if not client.set(turn, "1", nx=True, px=int(SWEEP_SECONDS * 1000)):
+            return []
+        return sweep(client, settings, send, names())
+
     def on_ready(**_: Any) -> None:
-        sweeper = Sweeper(lambda: sweep(client_factory(), settings, send, names()))
+        sweeper = Sweeper(sweep_if_our_turn)
         sweeper.start()
         sweepers.append(sweeper)
 
