@@ -203,6 +203,7 @@ def bench_upstream(upstream: str, size: int, commit: str) -> None:
     from worker.infra.db import make_engine, make_session_factory
     from worker.infra.eventlog import EventLog
     from worker.infra.settings import load_settings
+    from worker.kinds import get_kind
     from worker.kinds.odoo.client import OdooClient
     from worker.kinds.woocommerce.client import WooCommerceClient
     from worker.sync import SyncDeps, SyncSource, run_sync
@@ -229,7 +230,8 @@ def bench_upstream(upstream: str, size: int, commit: str) -> None:
         session = counter.attach(build_session(settings))
         client_type = WooCommerceClient if upstream == "woocommerce" else OdooClient
         client = client_type(settings, breaker, events, build_retrying(settings), session=session)
-        deps = SyncDeps(settings, make_session_factory(engine), client_redis, events, breaker, client)
+        kind = get_kind(upstream)
+        deps = SyncDeps(settings, make_session_factory(engine), client_redis, events, breaker, client, kind)
         source = SyncSource.WOOCOMMERCE_PRODUCTS if upstream == "woocommerce" else SyncSource.ODOO_SUPPLIERS
         table, key = ("products", "woo_id") if upstream == "woocommerce" else ("suppliers", "odoo_id")
 

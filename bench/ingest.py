@@ -147,6 +147,7 @@ def child_engine() -> dict[str, Any]:
     from worker.breaker import build_breaker
     from worker.infra.db import make_engine, make_session_factory
     from worker.infra.eventlog import EventLog
+    from worker.kinds import get_kind
     from worker.kinds.woocommerce.client import WooCommerceClient
     from worker.sync import SyncDeps, SyncSource, run_sync
     from worker.upstream import build_retrying
@@ -158,7 +159,8 @@ def child_engine() -> dict[str, Any]:
         events = EventLog(engine, client_redis, settings)
         breaker = build_breaker("woocommerce", settings, client_redis, events)
         client = WooCommerceClient(settings, breaker, events, build_retrying(settings))
-        deps = SyncDeps(settings, make_session_factory(engine), client_redis, events, breaker, client)
+        kind = get_kind("woocommerce")
+        deps = SyncDeps(settings, make_session_factory(engine), client_redis, events, breaker, client, kind)
 
         def timed(full: bool) -> tuple[Any, float]:
             started = time.perf_counter()

@@ -3,7 +3,7 @@
     .venv/bin/python bench/long_full_run.py                          # 100,000 products, soft limit 60 s
     .venv/bin/python bench/long_full_run.py --size 20000 --soft-limit 15 --delete 200
 
-A real ``celery worker`` (prefork, one process, the ``woocommerce`` queue) against the WooCommerce
+A real ``celery worker`` (prefork, one process, the ``sync-full`` queue) against the WooCommerce
 simulator in its own process and a fresh PostgreSQL database (migrated, dropped afterwards), with
 ``CELERY_TASK_SOFT_TIME_LIMIT`` set low. Two full runs, each enqueued once: the first fills the mirror,
 then ``--delete`` products are force-deleted upstream and the second must find them; a third full run
@@ -93,7 +93,8 @@ def full_run(
 ) -> dict[str, Any]:
     """One full run; with ``midway``, that many products are deleted once its first delivery ended."""
     started = time.monotonic()
-    result = app.send_task("tasks.woocommerce.sync_products", kwargs={"full": True}, queue="woocommerce")
+    result = app.send_task("tasks.sync.sync_source", kwargs={"source": "woocommerce-products", "full": True},
+                           queue="sync-full")  # fmt: skip
     deleted: list[int] = []
     while result.state not in FINAL:
         if (
@@ -140,7 +141,7 @@ def main() -> int:
     env = worker_env(sim.env, db_url, redis_url, args.soft_limit, str(Path(spool.name) / "events.spool"))
     log = Path(spool.name) / "worker.log"
     cmd = [sys.executable, "-m", "celery", "-A", "worker", "worker", "-P", "prefork", "-c", "1",
-           "-Q", "woocommerce", "-n", f"bench-{uuid.uuid4().hex[:6]}@%h",
+           "-Q", "sync-full", "-n", f"bench-{uuid.uuid4().hex[:6]}@%h",
            "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
     worker = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     engine = make_engine(db_url)
