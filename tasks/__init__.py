@@ -31,6 +31,7 @@ from worker.celeryapp.config import SYNC_TASK, queue_for
 from worker.celeryapp.shutdown import TimeBudget, shutdown_requested
 from worker.infra.errors import CANCELLATIONS, SyncRunFailed
 from worker.sync import RunResult, RunStatus, run_sync
+from worker.sync.lock import followups_name
 from worker.sync.requests import number_request
 from worker.sync.runs import served_by
 
@@ -124,6 +125,20 @@ def _drop(source: str, full: bool, task_id: str, count: int, guard: DeliveryGuar
     return SyncRunFailed(f"{source}: dropped after {count} deliveries that did not finish (redelivery_limit)")
 
 
+SOURCE_UNUSABLE_EVENT = "sync.source_unusable"
+
+
+def _drop_unusable(source: str, full: bool, task_id: str | None, reason: str) -> None:
+    """A request for a source that is disabled, removed or unusable: say so once, and drop the
+    follow-ups waiting for it (the sweeper would otherwise send them again every minute)."""
+    from worker.celeryapp.deps import get_event_log, get_redis, get_settings
+
+    get_event_log().record(SOURCE_UNUSABLE_EVENT, aggregate_id=str(source), correlation_id=task_id,
+                           payload={"full": full, "reason": reason})  # fmt: skip
+    get_redis().delete(followups_name(get_settings().redis_key_prefix, str(source)))
+    log.warning("sync request dropped: %s", reason, extra={"source": str(source), "full": full})
+
+
 def finish_as(task: Task[Any, Any], state: str, meta: dict[str, Any]) -> NoReturn:
     """End the task in a custom ``state``: stored in the backend, sent to Flower, message acked."""
     task.update_state(state=state, meta=meta)
@@ -204,8 +219,10 @@ def execute(task: Task[Any, Any], source: str, *, full: bool, request: int | Non
         deps = get_deps(source)
     except (UnknownSource, SourceMisconfigured) as exc:
         # Removed since the message was sent, or unusable as stored: retrying cannot help.
+        _drop_unusable(source, full, task_id, str(exc))
         raise SyncRunFailed(str(exc)) from None
-    except SourceDisabled:
+    except SourceDisabled as exc:
+        _drop_unusable(source, full, task_id, str(exc))
         finish_as(task, "SKIPPED", {"source": str(source), "full": full, "status": "disabled"})
     guard = _guard()
     count = guard.begin(task_id) if task_id is not None else 1

@@ -1,6 +1,8 @@
 """The task name of the environment-configured WooCommerce source before sources were configurable.
 
-Kept so messages and schedules of an earlier release still run; new requests use ``tasks.sync``.
+Kept so a message of an earlier release that reaches a worker still runs (routed by its mode, like every
+sync); new requests use ``tasks.sync``. Messages left in the old ``woocommerce`` queue are not consumed:
+drain them before upgrading.
 """
 
 from __future__ import annotations

@@ -73,7 +73,18 @@ def _unkey(table: str, key: str, parent: str | None) -> None:
 
 
 def downgrade() -> None:
-    # Only a database holding a single source can go back: two shops' rows would collide on the key.
+    # Only a database holding the environment's sources alone can go back: other sources' rows would
+    # collide on the key, or silently become the environment's source's rows.
+    for table, existing in (("products", "woocommerce-products"), ("suppliers", "odoo-suppliers")):
+        rows = sa.table(table, sa.column("source"))
+        others = op.get_bind().execute(
+            sa.select(sa.func.count()).select_from(rows).where(rows.c.source != existing)
+        )
+        if others.scalar_one():
+            msg = (
+                f"cannot downgrade: {table} holds rows of sources other than {existing!r}; remove them first"
+            )
+            raise RuntimeError(msg)
     _unkey("suppliers", "odoo_id", None)
     _unkey("products", "woo_id", "parent_woo_id")
     op.drop_table("sources")

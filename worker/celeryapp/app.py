@@ -55,7 +55,9 @@ def _source_names() -> list[str]:
     from worker.celeryapp.deps import get_session_factory
     from worker.sources.catalog import all_sources
 
-    return [s.name for s in all_sources(get_settings(), get_session_factory())]
+    # Enabled ones only: a disabled source's follow-up waits until it is enabled again.
+    sources = all_sources(get_settings(), get_session_factory(), credentials=False)
+    return [s.name for s in sources if s.enabled]
 
 
 connect_followup_sweeper(get_settings(), _redis, app, _source_names)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from worker.breaker import breaker_redis, build_breaker
 from worker.infra.db import make_engine, make_session_factory
 from worker.infra.eventlog import EventLog
-from worker.infra.redaction import learn_secrets
+from worker.infra.redaction import forget_secrets, learn_secrets
 from worker.infra.settings import Settings
 from worker.infra.settings import get_settings as _load_settings
 from worker.kinds import get_kind
@@ -82,6 +82,7 @@ def get_breaker_redis() -> redis.Redis:
 class _Built:
     version: dt.datetime | None
     deps: SyncDeps
+    secrets: tuple[str, ...]
 
 
 class SourceDepsCache:
@@ -104,8 +105,9 @@ class SourceDepsCache:
         if built is not None and built.version == version:
             self._entries.move_to_end(name)
             return built.deps
-        deps = self._build(find_source(settings, session_factory, name))
-        self._put(name, _Built(version, deps))
+        source = find_source(settings, session_factory, name)
+        deps = self._build(source)
+        self._put(name, _Built(version, deps, tuple(source.secret_values())))
         return deps
 
     def _build(self, source: SourceConfig) -> SyncDeps:
@@ -134,6 +136,8 @@ class SourceDepsCache:
             evicted.append(self._entries.popitem(last=False)[1])
         for entry in evicted:
             _close_client(entry.deps.client)
+            # Only a source whose client is alive can put its credentials in a log line.
+            forget_secrets(entry.secrets)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -62,10 +62,11 @@ class SourceEntries:
                 for name, entry in source_entries(source, self.settings).items():
                     wanted[name] = (entry, self._period(entry))
         known = {_text(k): _text(v) for k, v in client.hgetall(self._index_key).items()}
+        present = self._present(list(wanted))
         saved = 0
         for name, (entry, period) in wanted.items():
             digest = entry_digest(entry)
-            if known.get(name) == digest:
+            if known.get(name) == digest and present[name]:
                 continue
             self._save(name, entry, period)
             client.hset(self._index_key, name, digest)
@@ -76,6 +77,15 @@ class SourceEntries:
             client.hdel(self._index_key, name)
             removed += 1
         return saved, removed
+
+    def _present(self, names: list[str]) -> dict[str, bool]:
+        """Whether each entry is in the schedule (the index alone could outlive an entry deleted by hand)."""
+        pipe = get_redis(self.app).pipeline(transaction=False)
+        for name in names:
+            pipe.zscore(
+                self.app.redbeat_conf.schedule_key, RedBeatSchedulerEntry.generate_key(self.app, name)
+            )
+        return {name: score is not None for name, score in zip(names, pipe.execute(), strict=True)}
 
     def _period(self, entry: dict[str, Any]) -> float:
         schedule = entry["schedule"]
@@ -131,7 +141,7 @@ class SourceScheduler(RedBeatScheduler):  # type: ignore[misc]
             from worker.celeryapp.deps import get_session_factory
             from worker.sources.catalog import all_sources
 
-            sources = all_sources(get_settings(), get_session_factory())
+            sources = all_sources(get_settings(), get_session_factory(), credentials=False)
             saved, removed = SourceEntries(self.app, get_settings()).sync(sources)
         except Exception:
             # The database or Redis is away: the entries in Redis keep running as they are.
@@ -164,6 +174,8 @@ class SourceScheduler(RedBeatScheduler):  # type: ignore[misc]
             )
         except Exception:
             return False  # unknown: send, and let the worker's breaker decide
+        if str(stats.state) == "forced_open":  # an operator closed it to traffic until they say otherwise
+            return True
         due = stats.next_attempt_at
         return str(stats.state) == "open" and due is not None and due > time.time()
 

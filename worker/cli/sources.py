@@ -296,7 +296,12 @@ def test(ctx: click.Context, name: str, as_json: bool) -> None:
 def apply_command(ctx: click.Context, file: Path, prune: bool, dry_run: bool, as_json: bool) -> None:
     """Make the stored sources match the YAML FILE (env:/file: credentials resolved now)."""
     settings = cli_settings(ctx)
-    declared = load_declarations(file.read_text(encoding="utf-8"), os.environ, base_dir=file.parent)
+    declared = load_declarations(
+        file.read_text(encoding="utf-8"),
+        os.environ,
+        base_dir=file.parent,
+        allow_insecure_http=settings.allow_insecure_http,
+    )
     with source_session(settings, commit=not dry_run) as session:
         report = store.apply(
             session,

@@ -186,7 +186,7 @@ def _enqueue(ctx: click.Context, source: str, full: bool, wait: bool, timeout: f
     sessions = make_session_factory(engine)
     try:
         try:
-            if not find_source(settings, sessions, source).enabled:
+            if not find_source(settings, sessions, source, credentials=False).enabled:
                 click.echo(
                     f"source {source!r} is disabled: `syncworker sources enable {source}` first", err=True
                 )

@@ -28,7 +28,6 @@ from worker.infra.settings import Settings
 logger = logging.getLogger("worker.infra.metrics")
 
 PREFIX = "syncworker"
-BREAKER_NAMES = ("odoo", "woocommerce")
 BREAKER_STATES = ("closed", "open", "half_open", "forced_open", "forced_closed")
 # Outcomes that say nothing about the upstream's health: it answered, or it was never called.
 NOT_FAILURES = frozenset({"ok", "rejected"})
@@ -252,7 +251,7 @@ def _sources(settings: Settings) -> list[Any]:
     try:
         from worker.celeryapp.deps import get_session_factory
 
-        return all_sources(settings, get_session_factory())
+        return all_sources(settings, get_session_factory(), credentials=False)
     except Exception:
         logger.warning("metrics: sources unreadable; exporting the environment's only", exc_info=True)
         return environment_sources(settings)

@@ -87,11 +87,24 @@ def _variants(secrets: Iterable[str]) -> set[str]:
 # Secrets this process learned after start-up: the credentials of each source it loads from the
 # ``sources`` table. Every redactor of the process scrubs them too.
 _LEARNED: set[str] = set()
+# Moves on every change of _LEARNED, so a redactor rebuilds its list only then.
+_generation = [0]
 
 
 def learn_secrets(secrets: Iterable[str]) -> None:
     """Scrub these values from every log line and event of this process from now on."""
-    _LEARNED.update(_variants(secrets))
+    new = _variants(secrets) - _LEARNED
+    if new:
+        _LEARNED.update(new)
+        _generation[0] += 1
+
+
+def forget_secrets(secrets: Iterable[str]) -> None:
+    """Stop looking for these (their client is gone): scrubbing costs grow with the secrets known."""
+    gone = _variants(secrets) & _LEARNED
+    if gone:
+        _LEARNED.difference_update(gone)
+        _generation[0] += 1
 
 
 class Redactor:
@@ -99,16 +112,16 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self._configured = _variants(secrets)
-        self._learned_count = -1
+        self._learned = -1
         self._refresh()
 
     def _refresh(self) -> None:
-        if self._learned_count == len(_LEARNED):
+        if self._learned == _generation[0]:
             return
         # Longest first, so a secret that contains another is replaced whole.
         self._secrets = sorted(self._configured | _LEARNED, key=len, reverse=True)
         self._longest = len(self._secrets[0]) if self._secrets else 0
-        self._learned_count = len(_LEARNED)
+        self._learned = _generation[0]
 
     @classmethod
     def from_settings(cls, settings: Any) -> Redactor:

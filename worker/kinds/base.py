@@ -40,6 +40,8 @@ class SourceKind(ABC):
     optional_options: tuple[str, ...] = ()
     # An option that takes one of a few values -> those values.
     option_choices: dict[str, tuple[str, ...]] = {}
+    # Which per-source overrides this kind honours ("page_size", "concurrency"); others are refused.
+    overrides: tuple[str, ...] = ()
 
     def spec(self, source: str) -> SourceSpec:
         return SourceSpec(source, self.name, self.table, self.key)
@@ -96,6 +98,9 @@ class SourceKind(ABC):
             for o in source.options
             if o not in known
         ]
+        for field in ("page_size", "concurrency"):
+            if getattr(source, field) is not None and field not in self.overrides:
+                problems.append(f"{field}: {self.label} sources do not use it")
         for option, choices in self.option_choices.items():
             value = source.options.get(option)
             if value is not None and value not in choices:

@@ -11,8 +11,8 @@ import datetime as dt
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from models import Source
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from worker.sources.secrets import CredentialCipher
 
 SOURCES = table_of(Source)
+READ_TIMEOUT_MS = 5_000
 
 
 class UnknownSource(LookupError):
@@ -36,13 +37,14 @@ def environment_sources(settings: Settings) -> list[SourceConfig]:
     return [s for s in (kind.from_environment(settings) for kind in all_kinds()) if s is not None]
 
 
-def source_from_row(row: Any, cipher: CredentialCipher) -> SourceConfig:
+def source_from_row(row: Any, cipher: CredentialCipher | None) -> SourceConfig:
+    """The source a row holds; without a cipher, without its credentials (for what needs only the rest)."""
     return SourceConfig(
         name=row.name,
         kind=row.kind,
         url=row.url,
         options=dict(row.options or {}),
-        credentials=cipher.open(row.credentials, source=row.name),
+        credentials=cipher.open(row.credentials, source=row.name) if cipher is not None else {},
         enabled=row.enabled,
         incremental_interval_seconds=row.incremental_interval_seconds,
         full_cron=row.full_cron,
@@ -63,6 +65,9 @@ def _rows(session: Session, name: str | None = None) -> list[Any]:
     if name is not None:
         query = query.where(SOURCES.c.name == name)
     try:
+        if session.get_bind().dialect.name == "postgresql":
+            # Beat and the sweeper read this on their loop: a table locked by a migration must not stall them.
+            session.execute(text(f"SET LOCAL statement_timeout = '{READ_TIMEOUT_MS}ms'"))
         return list(session.execute(query.order_by(SOURCES.c.name)).all())
     except SQLAlchemyError:
         # A database not yet upgraded has no sources table: only the environment's sources exist.
@@ -78,12 +83,18 @@ def _table_exists(session: Session) -> bool:
     return inspect(session.connection()).has_table(SOURCES.name)
 
 
-def all_sources(settings: Settings, session_factory: Callable[[], Session]) -> list[SourceConfig]:
-    """Every configured source, enabled or not, ordered by name."""
+def all_sources(
+    settings: Settings, session_factory: Callable[[], Session], *, credentials: bool = True
+) -> list[SourceConfig]:
+    """Every configured source, enabled or not, ordered by name.
+
+    ``credentials=False`` leaves the stored credentials sealed: what only schedules, sweeps, counts or
+    lists sources needs neither SOURCES_ENCRYPTION_KEYS nor every row to open.
+    """
     with session_factory() as session:
         rows = _rows(session)
-    cipher = _cipher(settings) if rows else None
-    declared = {row.name: source_from_row(row, cipher) for row in rows} if cipher else {}
+    cipher = _cipher(settings) if rows and credentials else None
+    declared = {row.name: source_from_row(row, cipher) for row in rows}
     for source in environment_sources(settings):
         declared.setdefault(source.name, source)
     return [declared[name] for name in sorted(declared)]
@@ -99,16 +110,18 @@ def version_of(session: Session, name: str) -> dt.datetime | None:
         return None
 
 
-def find_source(settings: Settings, session_factory: Callable[[], Session], name: str) -> SourceConfig:
+def find_source(
+    settings: Settings, session_factory: Callable[[], Session], name: str, *, credentials: bool = True
+) -> SourceConfig:
     """The source called ``name``; raises ``UnknownSource`` listing the known names."""
     with session_factory() as session:
         rows = _rows(session, name)
     if rows:
-        return source_from_row(rows[0], _cipher(settings))
+        return source_from_row(rows[0], _cipher(settings) if credentials else None)
     for source in environment_sources(settings):
         if source.name == name:
             return source
-    known = [s.name for s in all_sources(settings, session_factory)]
+    known = [s.name for s in all_sources(settings, session_factory, credentials=False)]
     msg = f"no source named {name!r}; configured: {', '.join(known) or 'none'}"
     raise UnknownSource(msg)
 
@@ -131,13 +144,10 @@ def fleet_breaker_policies(settings: Settings) -> dict[str, Any]:
     """
     from worker.infra.db import make_engine, make_session_factory
 
+    engine = make_engine(settings.database_url, connect_timeout=3)
     try:
-        engine = make_engine(settings.database_url, connect_timeout=3)
-    except TypeError:  # pragma: no cover - make_engine without connect_timeout
-        engine = make_engine(settings.database_url)
-    try:
-        sources = all_sources(settings, make_session_factory(engine))
-    except Exception:
+        sources = all_sources(settings, make_session_factory(engine), credentials=False)
+    except OperationalError:  # the database is away: the breakers in Redis still answer
         sources = environment_sources(settings)
     finally:
         engine.dispose()

@@ -42,6 +42,9 @@ def url_problems(url: str, *, allow_insecure_http: bool = False) -> list[str]:
         return ["url: must be an http:// or https:// URL with a host name"]
     if parts.username or parts.password:
         return ["url: must not embed credentials; give them as credentials"]
+    if parts.query or parts.fragment:
+        # A query is where keys end up (?consumer_key=...), and the URL is shown and exported in clear.
+        return ["url: must not have a query or fragment; give keys as credentials"]
     if parts.scheme == "http" and not is_local_host(host.lower()) and not allow_insecure_http:
         return [f"url: plain http to {host} would send credentials in clear text; use https:// "
                 "(or set ALLOW_INSECURE_HTTP=true)"]  # fmt: skip

@@ -74,7 +74,12 @@ def _unknown(data: dict[str, Any], known: tuple[str, ...], where: str) -> list[s
 
 
 def _entry(
-    entry: object, label: str, environ: Mapping[str, str], base_dir: Path, problems: list[str]
+    entry: object,
+    label: str,
+    environ: Mapping[str, str],
+    base_dir: Path,
+    problems: list[str],
+    allow_insecure_http: bool = False,
 ) -> SourceConfig | None:
     found: list[str] = []
     data = _mapping(entry, label, found)
@@ -99,12 +104,14 @@ def _entry(
     except InvalidSource as exc:
         found += [p.replace(f"source {data.get('name')!r}: ", f"{label}: ", 1) for p in exc.problems]
     if source is not None:
-        found += [f"{label}: {p}" for p in source_problems(source)]
+        found += [f"{label}: {p}" for p in source_problems(source, allow_insecure_http=allow_insecure_http)]
     problems += found
     return source if not found else None
 
 
-def load_declarations(text: str, environ: Mapping[str, str], *, base_dir: Path) -> list[SourceConfig]:
+def load_declarations(
+    text: str, environ: Mapping[str, str], *, base_dir: Path, allow_insecure_http: bool = False
+) -> list[SourceConfig]:
     """The sources declared in ``text``, credentials resolved.
 
     Raises:
@@ -127,7 +134,7 @@ def load_declarations(text: str, environ: Mapping[str, str], *, base_dir: Path) 
     for index, entry in enumerate(entries):
         name = entry.get("name") if isinstance(entry, dict) else None
         label = f"sources[{index}] ({name})" if name else f"sources[{index}]"
-        source = _entry(entry, label, environ, base_dir, problems)
+        source = _entry(entry, label, environ, base_dir, problems, allow_insecure_http)
         if source is not None:
             sources.append(source)
     names: list[str] = [e["name"] for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)]

@@ -16,14 +16,15 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import Source
+from models import ReconcileSeenId, Source, SyncState
 from worker.sources.checks import source_problems
 from worker.sources.config import SourceConfig
 from worker.sources.secrets import CredentialCipher
 
 ROTATE_BATCH = 200
-# Fields a change may not touch: the name keys the source's rows, runs and breaker.
-FIXED_FIELDS = frozenset({"name", "from_environment"})
+# Fields a change may not touch: the name keys the source's rows, runs and breaker, and the kind decides
+# which table its rows are in and what its bookmarks mean (remove the source and add it anew instead).
+FIXED_FIELDS = frozenset({"name", "kind", "from_environment"})
 STORED_FIELDS = (
     "kind",
     "url",
@@ -212,8 +213,14 @@ def set_enabled(
 
 
 def remove(session: Session, name: str) -> None:
-    """Forget a source. Its mirrored rows, runs and events stay: they are history, not configuration."""
+    """Forget a source. Its mirrored rows, runs and events stay: they are history, not configuration.
+
+    Its bookmarks go: a source added later under the same name (another shop, perhaps) must start from
+    the beginning, not from this one's watermark and checkpoints.
+    """
     session.delete(_existing(session, name))
+    session.execute(sa.delete(SyncState).where(SyncState.source == name))
+    session.execute(sa.delete(ReconcileSeenId).where(ReconcileSeenId.source == name))
     session.flush()
 
 
@@ -266,6 +273,9 @@ def apply(
             _write(row, source, cipher, stamp)
             session.add(row)
             report.created.append(source.name)
+        elif row.kind != source.kind:
+            raise InvalidSource([f"source {source.name!r}: is a {row.kind} source; its kind cannot change "
+                                 "(remove it and add it anew)"])  # fmt: skip
         elif _same(_to_config(row, cipher), source):
             report.unchanged.append(source.name)
         else:

@@ -168,7 +168,7 @@ def _upsert_postgresql(conn: Connection, spec: SourceSpec, rows: list[dict[str, 
 
 def _upsert_sqlite(conn: Connection, spec: SourceSpec, rows: list[dict[str, Any]]) -> tuple[int, int]:
     # SQLite has no xmax: learn which keys already exist first. The source's run lock makes this
-    # run the only writer of the table, so nothing inserts between the select and the upsert.
+    # run the only writer of its source's rows, so nothing inserts them between the select and the upsert.
     table = spec.table
     keys = [row[spec.key] for row in rows]
     query = select(table.c[spec.key]).where(spec.rows, table.c[spec.key].in_(keys))

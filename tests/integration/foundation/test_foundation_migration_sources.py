@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 
-from worker.infra.db import make_engine, upgrade_database
+from worker.infra.db import downgrade_database, make_engine, upgrade_database
 
 pytestmark = pytest.mark.integration
 
@@ -100,6 +100,11 @@ def test_an_existing_single_source_database_keeps_every_row_cursor_and_run(
             insert_other_shops_product(conn, "B10")
         with pytest.raises(IntegrityError), engine.begin() as conn:
             insert_other_shops_product(conn, "duplicate")
+        # Going back would fold shop-b's rows into the environment's source: refused, nothing lost.
+        with pytest.raises(RuntimeError, match="cannot downgrade: products holds rows of sources other than"):
+            downgrade_database(url, "0002")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM products WHERE source = 'shop-b'")).scalar_one() == 1
     finally:
         engine.dispose()
 

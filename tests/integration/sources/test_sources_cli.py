@@ -140,8 +140,8 @@ def test_the_life_of_configured_sources(fleet: Fleet, woo: WooCommerceSimulator)
         "shop-eu",
         "--credential",
         "consumer_secret=env:WRONG",
-        "--page-size",
-        "50",
+        "--concurrency",
+        "2",
         "--interval",
         "120",
         "--breaker",
@@ -149,7 +149,7 @@ def test_the_life_of_configured_sources(fleet: Fleet, woo: WooCommerceSimulator)
     )
     assert edited.exit_code == 0 and "updated" in edited.stdout
     shown = json.loads(fleet("sources", "show", "shop-eu", "--json").stdout)
-    assert shown["overrides"] == {"page_size": 50, "concurrency": None, "breaker": {"failure_threshold": 3}}
+    assert shown["overrides"] == {"page_size": None, "concurrency": 2, "breaker": {"failure_threshold": 3}}
     assert shown["schedule"]["incremental_interval_seconds"] == 120
     refused = fleet("sources", "test", "shop-eu")
     assert refused.exit_code == 1

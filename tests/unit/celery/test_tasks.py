@@ -669,3 +669,33 @@ def test_task_called_in_process_passes_full_and_request(
 
 def test_shutdown_requested_outside_a_task_is_false() -> None:
     assert shutdown_requested() is False
+
+
+@pytest.mark.parametrize(
+    ("error", "state"),
+    [
+        (deps_module.SourceDisabled("source 'shop-a' is disabled"), "SKIPPED"),
+        (deps_module.SourceMisconfigured("source 'shop-a': url: plain http"), "FAILURE"),
+    ],
+    ids=["disabled", "misconfigured"],
+)
+def test_a_request_for_an_unusable_source_is_dropped_with_its_follow_ups_and_said_once(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch, error: Exception, state: str
+) -> None:
+    def unusable(source: str) -> Any:
+        raise error
+
+    monkeypatch.setattr(deps_module, "get_deps", unusable)
+    engine = use_engine(monkeypatch)
+    followups = f"{env['settings'].redis_key_prefix}:{{shop-a}}:followups"
+    env["redis"].hset(followups, "incremental", 3)  # a request that met a run before the source was disabled
+    task = FakeTask("t-9")
+    with pytest.raises(
+        Ignore if state == "SKIPPED" else SyncRunFailed, match=None if state == "SKIPPED" else "plain"
+    ):
+        execute(task, "shop-a", full=False)  # type: ignore[arg-type]
+    assert engine.calls == []  # nothing ran, nothing was numbered
+    assert not env["redis"].exists(followups)  # the sweeper will not send it again every minute
+    ((event_type, fields),) = env["events"].events
+    assert (event_type, fields["aggregate_id"]) == ("sync.source_unusable", "shop-a")
+    assert [s for s, _ in task.states] == (["SKIPPED"] if state == "SKIPPED" else [])

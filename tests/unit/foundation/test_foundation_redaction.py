@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.infra.redaction import MASK, Redactor, is_sensitive_key, jsonable, truncate
+from worker.infra.redaction import (
+    MASK,
+    Redactor,
+    forget_secrets,
+    is_sensitive_key,
+    jsonable,
+    learn_secrets,
+    truncate,
+)
 
 SECRET = "cs_0123456789abcdef"
 
@@ -202,3 +210,15 @@ def test_credential_parameters_are_masked(name: str, value: str, prefix: str) ->
     text = f"https://shop.test/x?{name}={value}&page=1 {prefix}"
     out = Redactor([]).scrub_text(text)
     assert f"{name}=***&page=1" in out
+
+
+def test_a_source_loaded_after_start_up_is_scrubbed_until_its_client_is_gone() -> None:
+    # Every redactor of the process, made before or after, learns a source's credentials when it loads.
+    early = Redactor([])
+    learn_secrets(["cs_learned-0123456789"])
+    try:
+        assert early.scrub_text("body: cs_learned-0123456789 end") == f"body: {MASK} end"
+        assert Redactor([]).scrub({"msg": "with cs_learned-0123456789"}) == {"msg": f"with {MASK}"}
+    finally:
+        forget_secrets(["cs_learned-0123456789"])
+    assert "cs_learned-0123456789" in early.scrub_text("id cs_learned-0123456789")  # no longer searched for

@@ -21,7 +21,7 @@ sources:
     options: {auth: basic}
     schedule: {incremental_interval_seconds: 300, full_cron: "0 3 * * *"}
     enabled: true
-    overrides: {page_size: 100, concurrency: 4, breaker: {failure_threshold: 3}}
+    overrides: {concurrency: 4, breaker: {failure_threshold: 3}}
   - name: erp-main
     kind: odoo
     url: https://erp.shops.test
@@ -50,7 +50,7 @@ def test_references_resolve_from_the_environment_and_files(base_dir: Path) -> No
     assert eu.secret("consumer_key") == SHOP_KEY
     assert eu.secret("consumer_secret") == SHOP_SECRET  # one trailing newline dropped
     assert (eu.incremental_interval_seconds, eu.full_cron) == (300, "0 3 * * *")
-    assert (eu.page_size, eu.concurrency, eu.breaker) == (100, 4, {"failure_threshold": 3})
+    assert (eu.page_size, eu.concurrency, eu.breaker) == (None, 4, {"failure_threshold": 3})
     assert eu.options == {"auth": "basic"} and eu.enabled
     assert erp.secret("api_key") == "odoo-key-0123456789" and not erp.enabled
 

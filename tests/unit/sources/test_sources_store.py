@@ -12,7 +12,7 @@ from source_samples import KEY_A, KEY_B, SHOP_KEY, SHOP_SECRET, shop
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import Source
+from models import ReconcileSeenId, Source, SyncState
 from worker.sources import store
 from worker.sources.config import SourceConfig
 from worker.sources.secrets import CredentialCipher, SourceKeyError
@@ -47,7 +47,7 @@ def test_add_then_get_and_list_give_the_source_back_with_sealed_storage(
 ) -> None:
     store.add(session, shop("shop-us"), cipher)
     store.add(session, odoo(), cipher)
-    store.add(session, shop("shop-eu", page_size=50, breaker={"failure_threshold": 3}), cipher)
+    store.add(session, shop("shop-eu", concurrency=2, breaker={"failure_threshold": 3}), cipher)
     assert store.get(session, "shop-us", cipher) == shop("shop-us")
     assert store.get(session, "missing", cipher) is None
     assert [s.name for s in store.list_all(session, cipher)] == ["erp-main", "shop-eu", "shop-us"]
@@ -102,11 +102,11 @@ def test_update_changes_only_what_is_given_and_replaces_credentials_per_field(
     changed = store.update(
         session,
         "shop-eu",
-        {"page_size": 25, "credentials": {"consumer_secret": SecretStr("cs_new-0123456789")}},
+        {"concurrency": 3, "credentials": {"consumer_secret": SecretStr("cs_new-0123456789")}},
         cipher,
         now=clock,
     )
-    assert changed.page_size == 25 and changed.secret("consumer_key") == SHOP_KEY
+    assert changed.concurrency == 3 and changed.secret("consumer_key") == SHOP_KEY
     assert store.get(session, "shop-eu", cipher) == changed
     assert changed.secret("consumer_secret") == "cs_new-0123456789"
     assert stamps(session)["shop-eu"] > before
@@ -120,8 +120,14 @@ def test_update_refuses_a_rename_a_missing_source_and_an_invalid_change(
         store.update(session, "shop-eu", {"name": "shop-us"}, cipher)
     with pytest.raises(store.SourceNotFound):
         store.update(session, "shop-us", {"page_size": 3}, cipher)
-    with pytest.raises(store.InvalidSource, match="page_size"):
-        store.update(session, "shop-eu", {"page_size": 0}, cipher)
+    with pytest.raises(store.InvalidSource, match="concurrency"):
+        store.update(session, "shop-eu", {"concurrency": 0}, cipher)
+    with pytest.raises(store.InvalidSource, match="page_size: WooCommerce sources do not use it"):
+        store.update(session, "shop-eu", {"page_size": 50}, cipher)  # pages are always 100 records there
+    with pytest.raises(store.SourceStoreError, match="kind of a source cannot be changed"):
+        store.update(session, "shop-eu", {"kind": "odoo"}, cipher)  # its rows and bookmarks are WooCommerce's
+    with pytest.raises(store.InvalidSource, match="must not have a query"):
+        store.update(session, "shop-eu", {"url": "https://shop-eu.shops.test/?consumer_key=ck_x"}, cipher)
     with pytest.raises(store.InvalidSource, match="option 'auth' must be one of"):
         store.update(session, "shop-eu", {"options": {"auth": "digest"}}, cipher)
     assert store.get(session, "shop-eu", cipher) == shop()
@@ -235,3 +241,26 @@ def test_plain_http_to_a_remote_host_is_refused_unless_allowed(
     store.add(session, shop("shop-local", url="http://127.0.0.1:8080"), cipher)  # a simulator, a tunnel
     store.add(session, remote, cipher, allow_insecure_http=True)  # ALLOW_INSECURE_HTTP=true
     assert store.get(session, "shop-plain", cipher) is not None
+
+
+def test_a_name_removed_and_added_again_starts_from_the_beginning(
+    session: Session, cipher: CredentialCipher
+) -> None:
+    # Another shop under a freed name must not inherit the old one's watermark or checkpoints.
+    store.add(session, shop(), cipher)
+    session.add(
+        SyncState(source="shop-eu", watermark=dt.datetime(2026, 11, 30, tzinfo=dt.UTC), checkpoint={})
+    )
+    session.add(ReconcileSeenId(source="shop-eu", id=7))
+    session.add(SyncState(source="shop-us", checkpoint={}))
+    session.flush()
+    store.remove(session, "shop-eu")
+    assert session.scalars(select(SyncState.source)).all() == ["shop-us"]
+    assert session.scalars(select(ReconcileSeenId.source)).all() == []
+
+
+def test_apply_refuses_to_change_a_sources_kind(session: Session, cipher: CredentialCipher) -> None:
+    store.add(session, shop("erp-main"), cipher)
+    with pytest.raises(store.InvalidSource, match="its kind cannot change"):
+        store.apply(session, [odoo("erp-main")], cipher, prune=False)
+    assert store.get(session, "erp-main", cipher) == shop("erp-main")

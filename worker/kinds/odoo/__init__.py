@@ -32,6 +32,7 @@ class OdooKind(SourceKind):
     required_options = ("db", "username")
     optional_options = ("protocol",)
     option_choices = {"protocol": PROTOCOLS}
+    overrides = ("page_size",)
 
     def from_environment(self, settings: Settings) -> SourceConfig | None:
         if not settings.odoo_url:

@@ -31,6 +31,8 @@ class WooCommerceKind(SourceKind):
     credential_fields = ("consumer_key", "consumer_secret")
     optional_options = ("auth",)
     option_choices = {"auth": AUTH_STYLES}
+    # Pages are always 100 records, WooCommerce's maximum; how many are fetched at once is the source's.
+    overrides = ("concurrency",)
 
     def from_environment(self, settings: Settings) -> SourceConfig | None:
         if not settings.woocommerce_url:
