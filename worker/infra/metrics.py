@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -145,18 +146,22 @@ def zero_sync_run_series(source_modes: Iterable[tuple[str, str]]) -> None:
 StateReader = Callable[[], dict[str, str]]
 
 
-def redis_state_reader(settings: Settings, client: redis.Redis) -> StateReader:
-    """Breaker states through the breaker's own read path (a read-only script per breaker)."""
+def redis_state_reader(
+    settings: Settings, client: redis.Redis, policies: Callable[[], dict[str, Any]] | None = None
+) -> StateReader:
+    """Breaker states through the breaker's own read path (a read-only script per breaker).
 
+    ``policies`` gives the current breakers (name -> policy); by default, the configured sources' at
+    each scrape.
+    """
     from worker.sources.catalog import fleet_breaker_policies
 
-    # Read once when the exporter starts: a source added later shows after the worker restarts.
-    policies = fleet_breaker_policies(settings)
+    current = policies or (lambda: fleet_breaker_policies(settings))
 
     def read() -> dict[str, str]:
         from worker.breaker import list_breakers
 
-        stats = list_breakers(settings, client, policies)
+        stats = list_breakers(settings, client, current())
         if any(s.degraded for s in stats):
             msg = "breaker store unreachable"
             raise redis.ConnectionError(msg)
@@ -234,27 +239,56 @@ def start_metrics_server(settings: Settings, *, addr: str = "0.0.0.0") -> Any | 
     from worker.infra.metrics_scrape import scrape_collectors
 
     client = breaker_redis(settings)
-    intervals = sync_intervals(settings, _sources(settings))
-    zero_sync_run_series(intervals)
+    fleet = FleetView(settings, sync_intervals)
     registry = build_registry(
-        redis_state_reader(settings, client), scrape_time=scrape_collectors(settings, client, intervals)
+        redis_state_reader(settings, client, fleet.policies),
+        scrape_time=scrape_collectors(settings, client, fleet.intervals),
     )
     server, _thread = start_http_server(settings.metrics_port, addr=addr, registry=registry)
     logger.info("metrics exporter listening", extra={"port": settings.metrics_port})
     return server
 
 
-def _sources(settings: Settings) -> list[Any]:
-    """The configured sources when the exporter starts (only the environment's if the database is away)."""
-    from worker.sources.catalog import all_sources, environment_sources
+class FleetView:
+    """The configured sources as the exporter sees them, read at most every BEAT_SOURCES_REFRESH_SECONDS.
 
-    try:
-        from worker.celeryapp.deps import get_session_factory
+    A source added, disabled or removed shows in the interval and breaker gauges as beat picks it up, so
+    the staleness alert neither misses a new source nor keeps firing for one switched off on purpose.
+    """
 
-        return all_sources(settings, get_session_factory(), credentials=False)
-    except Exception:
-        logger.warning("metrics: sources unreadable; exporting the environment's only", exc_info=True)
-        return environment_sources(settings)
+    def __init__(self, settings: Settings, intervals_of: Callable[[Settings, list[Any]], Any]) -> None:
+        self._settings = settings
+        self._intervals_of = intervals_of
+        self._read_at = float("-inf")
+        self._sources: list[Any] = []
+
+    def sources(self) -> list[Any]:
+        now = time.monotonic()
+        if now - self._read_at >= self._settings.beat_sources_refresh_seconds:
+            self._read_at = now
+            self._sources = self._read()
+            zero_sync_run_series(self._intervals_of(self._settings, self._sources))
+        return self._sources
+
+    def _read(self) -> list[Any]:
+        from worker.sources.catalog import all_sources, environment_sources
+
+        try:
+            from worker.celeryapp.deps import get_session_factory
+
+            return all_sources(self._settings, get_session_factory(), credentials=False)
+        except Exception:
+            logger.warning("metrics: sources unreadable; exporting the environment's only", exc_info=True)
+            return environment_sources(self._settings)
+
+    def intervals(self) -> dict[tuple[str, str], float]:
+        intervals: dict[tuple[str, str], float] = self._intervals_of(self._settings, self.sources())
+        return intervals
+
+    def policies(self) -> dict[str, Any]:
+        from worker.sources.catalog import breaker_policies
+
+        return breaker_policies(self._settings, self.sources())
 
 
 def stop_metrics_server(server: Any) -> None:

@@ -97,8 +97,11 @@ class SyncStateCollector(Collector):
 class SyncIntervalCollector(Collector):
     """The schedule beat follows, so an alert can say "no success within twice the interval"."""
 
-    def __init__(self, intervals: Mapping[tuple[str, str], float]) -> None:
-        self._intervals = dict(intervals)
+    def __init__(
+        self, intervals: Mapping[tuple[str, str], float] | Callable[[], Mapping[tuple[str, str], float]]
+    ) -> None:
+        # A mapping, or what reads the current one (sources come and go while the exporter runs).
+        self._intervals = intervals if callable(intervals) else (lambda fixed=dict(intervals): fixed)
 
     def collect(self) -> Iterator[Metric]:
         gauge = GaugeMetricFamily(
@@ -106,7 +109,7 @@ class SyncIntervalCollector(Collector):
             "Longest time beat leaves between two scheduled runs of a source, by mode.",
             labels=["source", "mode"],
         )
-        for (source, mode), seconds in sorted(self._intervals.items()):
+        for (source, mode), seconds in sorted(self._intervals().items()):
             gauge.add_metric([source, mode], seconds)
         yield gauge
 
@@ -137,7 +140,9 @@ class EventSpoolCollector(Collector):
 
 
 def scrape_collectors(
-    settings: Settings, client: redis.Redis, intervals: Mapping[tuple[str, str], float]
+    settings: Settings,
+    client: redis.Redis,
+    intervals: Mapping[tuple[str, str], float] | Callable[[], Mapping[tuple[str, str], float]],
 ) -> list[Collector]:
     """The collectors a worker's exporter adds next to the breaker gauge."""
     redis_spool = RedisSpool(client, settings.redis_key_prefix)

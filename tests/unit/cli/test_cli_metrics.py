@@ -103,3 +103,46 @@ def test_unreadable_breaker_store_reports_store_down_and_no_states() -> None:
     got = samples(reg)
     assert value(reg, "syncworker_breaker_store_up") == 0
     assert not any(name == "syncworker_breaker_state" for name, _ in got)
+
+
+def test_the_interval_and_breaker_gauges_follow_sources_added_and_disabled(
+    settings_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography.fernet import Fernet
+    from pydantic import SecretStr
+
+    from worker.celeryapp import deps
+    from worker.celeryapp.schedule import sync_intervals
+    from worker.infra.db import upgrade_database
+    from worker.infra.metrics_scrape import SyncIntervalCollector
+    from worker.sources import store
+    from worker.sources.config import SourceConfig
+    from worker.sources.secrets import CredentialCipher
+
+    key = Fernet.generate_key().decode()
+    settings = settings_factory(beat_sources_refresh_seconds=0.001, sources_encryption_keys=key)
+    upgrade_database(settings.database_url)
+    monkeypatch.setattr(deps, "_load_settings", lambda: settings)
+    deps.reset()
+    fleet = metrics.FleetView(settings, sync_intervals)
+    client = fakeredis.FakeRedis()
+    registry = metrics.build_registry(metrics.redis_state_reader(settings, client, fleet.policies))
+    registry.register(SyncIntervalCollector(fleet.intervals))
+    assert value(registry, "syncworker_sync_interval_seconds", source="shop-a", mode="incremental") == 0
+    shop = SourceConfig(name="shop-a", kind="woocommerce", url="https://shop-a.shops.test",
+                        credentials={"consumer_key": SecretStr("ck_0123456789"),
+                                     "consumer_secret": SecretStr("cs_0123456789")},
+                        incremental_interval_seconds=120)  # fmt: skip
+    with deps.get_session_factory()() as session, session.begin():
+        store.add(session, shop, CredentialCipher([key]))
+    # Added while the exporter runs: the staleness alert gets its interval, the breaker its gauge.
+    assert value(registry, "syncworker_sync_interval_seconds", source="shop-a", mode="incremental") == 120
+    assert value(registry, "syncworker_breaker_state", breaker="woocommerce:shop-a", state="closed") == 1
+    with deps.get_session_factory()() as session, session.begin():
+        store.set_enabled(session, "shop-a", False)
+    # Switched off on purpose: no interval, so no alert for a source that is not meant to run.
+    assert (
+        "syncworker_sync_interval_seconds",
+        (("mode", "incremental"), ("source", "shop-a")),
+    ) not in samples(registry)
+    deps.reset()
