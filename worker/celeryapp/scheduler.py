@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from redbeat import RedBeatScheduler, RedBeatSchedulerEntry
-from redbeat.schedulers import get_redis
+from redbeat.schedulers import ensure_conf, get_redis
 
 from worker.celeryapp.config import SYNC_TASK, queue_for
 from worker.celeryapp.schedule import source_entries
@@ -47,6 +47,7 @@ class SourceEntries:
     def __init__(self, app: Any, settings: Settings) -> None:
         self.app = app
         self.settings = settings
+        ensure_conf(app)  # RedBeat's key names, as its scheduler sets them up
 
     @property
     def _index_key(self) -> str:
@@ -110,7 +111,23 @@ class SourceEntries:
         )
         beat_entry.save()
         # save() keeps an existing entry's meta; a changed definition keeps its last run too.
-        get_redis(self.app).zadd(self.app.redbeat_conf.schedule_key, {beat_entry.key: beat_entry.score})
+        get_redis(self.app).zadd(self.app.redbeat_conf.schedule_key, {beat_entry.key: due_score(beat_entry)})
+
+
+def due_score(entry: RedBeatSchedulerEntry) -> float:
+    """When the entry is next due, as RedBeat sorts its schedule.
+
+    Not ``entry.score``: RedBeat adds the remaining time (which celery measures from now) to
+    ``last_run_at``, so an entry last run ``s`` seconds ago would sort ``s`` seconds early and be loaded
+    and checked on every tick until it is really due.
+    """
+    now = dt.datetime.now(dt.UTC)
+    if entry.last_run_at is None:
+        return now.timestamp()
+    remaining: dt.timedelta | None = entry.schedule.remaining_estimate(entry.last_run_at)
+    if remaining is None:
+        return (now + dt.timedelta(days=366)).timestamp()  # no firing ahead; a refresh re-saves it
+    return (now + max(remaining, dt.timedelta(0))).timestamp()
 
 
 def _text(value: Any) -> str:

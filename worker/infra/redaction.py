@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime, time
 from enum import Enum
@@ -86,25 +87,28 @@ def _variants(secrets: Iterable[str]) -> set[str]:
 
 # Secrets this process learned after start-up: the credentials of each source it loads from the
 # ``sources`` table. Every redactor of the process scrubs them too.
-_LEARNED: set[str] = set()
-# Moves on every change of _LEARNED, so a redactor rebuilds its list only then.
+# Counted: two sources may share a credential, and forgetting one must not unmask the other's.
+_LEARNED: Counter[str] = Counter()
+# Moves on every change of the set of learned secrets, so a redactor rebuilds its list only then.
 _generation = [0]
 
 
 def learn_secrets(secrets: Iterable[str]) -> None:
     """Scrub these values from every log line and event of this process from now on."""
-    new = _variants(secrets) - _LEARNED
-    if new:
-        _LEARNED.update(new)
+    variants = _variants(secrets)
+    if variants - _LEARNED.keys():
         _generation[0] += 1
+    _LEARNED.update(variants)
 
 
 def forget_secrets(secrets: Iterable[str]) -> None:
-    """Stop looking for these (their client is gone): scrubbing costs grow with the secrets known."""
-    gone = _variants(secrets) & _LEARNED
-    if gone:
-        _LEARNED.difference_update(gone)
-        _generation[0] += 1
+    """Stop looking for these once no loaded source has them (scrubbing costs grow with the secrets known)."""
+    for variant in _variants(secrets):
+        if _LEARNED[variant] <= 1:
+            _LEARNED.pop(variant, None)
+            _generation[0] += 1
+        else:
+            _LEARNED[variant] -= 1
 
 
 class Redactor:
@@ -119,7 +123,7 @@ class Redactor:
         if self._learned == _generation[0]:
             return
         # Longest first, so a secret that contains another is replaced whole.
-        self._secrets = sorted(self._configured | _LEARNED, key=len, reverse=True)
+        self._secrets = sorted(self._configured | _LEARNED.keys(), key=len, reverse=True)
         self._longest = len(self._secrets[0]) if self._secrets else 0
         self._learned = _generation[0]
 

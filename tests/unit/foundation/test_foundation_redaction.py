@@ -222,3 +222,16 @@ def test_a_source_loaded_after_start_up_is_scrubbed_until_its_client_is_gone() -
     finally:
         forget_secrets(["cs_learned-0123456789"])
     assert "cs_learned-0123456789" in early.scrub_text("id cs_learned-0123456789")  # no longer searched for
+
+
+def test_a_credential_two_sources_share_stays_masked_until_both_are_gone() -> None:
+    shared = "odoo-key-shared-0123456789"
+    learn_secrets([shared])  # erp-a
+    learn_secrets([shared])  # erp-b, the same key on another database
+    redactor = Redactor([])
+    try:
+        forget_secrets([shared])  # erp-a's client dropped from the cache
+        assert redactor.scrub_text(f"key {shared}") == f"key {MASK}"
+    finally:
+        forget_secrets([shared])
+    assert shared in redactor.scrub_text(f"key {shared}")
