@@ -96,8 +96,11 @@ def clean_pg(pg_engine: Any) -> Any:
     """The migrated database with every table emptied before the test."""
     from sqlalchemy import text
 
+    from models import Base
+
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)  # every one, sources included
     with pg_engine.begin() as conn:
-        conn.execute(text("TRUNCATE suppliers, products, event_log, sync_state, sync_runs RESTART IDENTITY"))
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
     return pg_engine
 
 

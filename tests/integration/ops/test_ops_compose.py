@@ -80,11 +80,11 @@ def test_long_running_services_have_healthchecks_and_exec_form(compose: dict[str
     assert svc["worker-incremental"]["healthcheck"]["test"][:3] == ["CMD", "syncworker", "health"]
 
 
-def test_per_queue_concurrency_from_env(compose: dict[str, Any]) -> None:
+def test_full_and_incremental_runs_have_workers_of_their_own(compose: dict[str, Any]) -> None:
     svc = services(compose)
     for name, queue, var in (
-        ("worker-incremental", "odoo", "ODOO_WORKER_CONCURRENCY"),
-        ("worker-full", "woocommerce", "WOOCOMMERCE_WORKER_CONCURRENCY"),
+        ("worker-incremental", "sync-incremental", "INCREMENTAL_WORKER_CONCURRENCY"),
+        ("worker-full", "sync-full", "FULL_WORKER_CONCURRENCY"),
     ):
         command = svc[name]["command"]
         assert command[command.index("-Q") + 1] == queue

@@ -18,9 +18,14 @@ def invoke(settings: Any, *args: str) -> Any:
 
 
 def test_healthy_services_exit_zero_with_latency(
-    settings_factory: Any, migrated_pg_url: str, redis_url: str
+    settings_factory: Any, migrated_pg_url: str, redis_url: str, clean_pg: Any
 ) -> None:
-    settings = settings_factory(database_url=migrated_pg_url, redis_url=redis_url)
+    upstreams = {
+        "woocommerce_url": "https://shop.shops.test", "woocommerce_consumer_key": "ck_0123456789abcdef",
+        "woocommerce_consumer_secret": "cs_0123456789abcdef", "odoo_url": "https://erp.shops.test",
+        "odoo_db": "erp", "odoo_username": "sync@shops.test", "odoo_api_key": "odoo-key-0123456789",
+    }  # fmt: skip
+    settings = settings_factory(database_url=migrated_pg_url, redis_url=redis_url, **upstreams)
     checks = ["--check", "database", "--check", "redis", "--check", "broker", "--check", "breakers"]
     result = invoke(settings, *checks, "--json")
     assert result.exit_code == 0, result.output
@@ -28,7 +33,10 @@ def test_healthy_services_exit_zero_with_latency(
     assert body["healthy"] is True
     by_name = {c["name"]: c for c in body["checks"]}
     assert by_name["database"]["detail"].endswith("at revision 0004")
-    assert by_name["breakers"]["detail"] == "odoo=closed, woocommerce=closed"
+    # One breaker per configured source (here, the two the environment configures).
+    assert (
+        by_name["breakers"]["detail"] == "odoo:odoo-suppliers=closed, woocommerce:woocommerce-products=closed"
+    )
     assert all(c["latency_ms"] >= 0 for c in body["checks"])
 
 

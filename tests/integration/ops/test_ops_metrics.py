@@ -46,22 +46,28 @@ def test_scraped_breaker_gauge_changes_with_the_fleet_state(
 ) -> None:
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     port = free_port()
-    settings = settings_factory(redis_url=redis_url, metrics_port=port)
+    settings = settings_factory(
+        redis_url=redis_url, metrics_port=port, woocommerce_url="https://shop.shops.test",
+        woocommerce_consumer_key="ck_0123456789abcdef", woocommerce_consumer_secret="cs_0123456789abcdef",
+        odoo_url="https://erp.shops.test", odoo_db="erp", odoo_username="sync@shops.test",
+        odoo_api_key="odoo-key-0123456789",
+    )  # fmt: skip
+    woo, odoo = "woocommerce:woocommerce-products", "odoo:odoo-suppliers"  # one breaker per source
     server = metrics.start_metrics_server(settings, addr="127.0.0.1")
     client = redis.Redis.from_url(redis_url)
     try:
         url = f"http://127.0.0.1:{port}/metrics"
-        assert state_of(scrape(url), "woocommerce") == "closed"
+        assert state_of(scrape(url), woo) == "closed"
 
         # Another process (here: another client) opens the breaker; the next scrape shows it.
-        build_breaker("woocommerce", settings, client, NoEvents()).force_open("test")
+        build_breaker(woo, settings, client, NoEvents()).force_open("test")
         after = scrape(url)
-        assert state_of(after, "woocommerce") == "forced_open"
-        assert state_of(after, "odoo") == "closed"
+        assert state_of(after, woo) == "forced_open"
+        assert state_of(after, odoo) == "closed"
         assert after[("syncworker_breaker_store_up", frozenset())] == 1
 
-        build_breaker("woocommerce", settings, client, NoEvents()).reset("test")
-        assert state_of(scrape(url), "woocommerce") == "closed"
+        build_breaker(woo, settings, client, NoEvents()).reset("test")
+        assert state_of(scrape(url), woo) == "closed"
     finally:
         metrics.stop_metrics_server(server)
         client.delete(*client.keys(f"{settings.redis_key_prefix}:*") or ["-"])
