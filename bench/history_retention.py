@@ -24,17 +24,17 @@ import argparse
 import datetime as dt
 import itertools
 import json
-import os
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-ADMIN_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+from ingest import create_database, drop_database  # noqa: E402
+
 TICKS_PER_DAY = 288  # every 5 minutes
 TABLES = ("sync_runs", "event_log")
 
@@ -64,27 +64,6 @@ CROSS JOIN generate_series(1, %(sources)s) AS s
 CROSS JOIN LATERAL (SELECT %(start)s::timestamptz + t * interval '5 minutes' + s * interval '1 ms' AS ts) AS x
 ORDER BY t, s
 """
-
-
-def create_database() -> str:
-    import psycopg
-
-    name = f"syncworker_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = ADMIN_URL.rpartition("/")[0] + "/" + name
-    from worker.infra.db import upgrade_database
-
-    upgrade_database(url)
-    return url
-
-
-def drop_database(url: str) -> None:
-    import psycopg
-
-    name = url.rpartition("/")[2]
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def fill(url: str, table: str, start: dt.datetime, days: float, sources: int) -> None:

@@ -22,12 +22,11 @@ import struct
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Mapping
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 from worker.sandbox import faultplay
 from worker.sandbox.faults import FaultInjector
-from worker.sandbox.http import CONTROL_PATH, Simulator, _Handler, answer_fault_control
+from worker.sandbox.http import CONTROL_PATH, Simulator, TrackingHTTPServer, _Handler, answer_fault_control
 from worker.sandbox.wire import Request, Response, json_response
 
 EDIT_PATH = "/__edit__"
@@ -141,23 +140,13 @@ class FleetServer:
             self._conns.discard(conn)
 
 
-class _FleetHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _FleetHTTPServer(TrackingHTTPServer):
     # Hundreds of sources may connect in the same instant; the single server's 128 would drop SYNs.
     request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], fleet: FleetServer) -> None:
         self.fleet = fleet
-        super().__init__(address, _FleetHandler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        self.fleet.track(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        self.fleet.untrack(request)
-        super().shutdown_request(request)
+        super().__init__(address, _FleetHandler, fleet)
 
 
 class _FleetHandler(_Handler):

@@ -111,22 +111,30 @@ class Simulator(abc.ABC):
         self.stop()
 
 
-class _HTTPServer(ThreadingHTTPServer):
+class TrackingHTTPServer(ThreadingHTTPServer):
+    """A threaded server that reports every connection to ``tracker``, so stopping can close them all."""
+
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], control: _ServerControl) -> None:
-        self.control = control
-        super().__init__(address, _Handler)
+    def __init__(self, address: tuple[str, int], handler: Any, tracker: Any) -> None:
+        self.tracker = tracker
+        super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        self.control.track(request)
+        self.tracker.track(request)
         super().process_request(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
-        self.control.untrack(request)
+        self.tracker.untrack(request)
         super().shutdown_request(request)
+
+
+class _HTTPServer(TrackingHTTPServer):
+    def __init__(self, address: tuple[str, int], control: _ServerControl) -> None:
+        self.control = control
+        super().__init__(address, _Handler, control)
 
 
 class _ServerControl:
