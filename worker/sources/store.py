@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models import ReconcileSeenId, Source, SyncState
@@ -149,15 +150,19 @@ def add(
     allow_insecure_http: bool = False,
 ) -> None:
     """Store a new source; its name must be free and the source valid for its kind."""
+    taken = f"a source named {source.name!r} already exists (use edit to change it)"
     if _row(session, source.name) is not None:
-        msg = f"a source named {source.name!r} already exists (use edit to change it)"
-        raise SourceExists(msg)
+        raise SourceExists(taken)
     validate([source], allow_insecure_http=allow_insecure_http)
     stamp = now()
     row = Source(name=source.name, created_at=stamp)
     _write(row, source, cipher, stamp)
-    session.add(row)
-    session.flush()
+    try:
+        # In a savepoint: another `add` of the same name may commit between the check and this insert.
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        raise SourceExists(taken) from None
 
 
 def get(session: Session, name: str, cipher: CredentialCipher) -> SourceConfig | None:

@@ -264,3 +264,15 @@ def test_apply_refuses_to_change_a_sources_kind(session: Session, cipher: Creden
     with pytest.raises(store.InvalidSource, match="its kind cannot change"):
         store.apply(session, [odoo("erp-main")], cipher, prune=False)
     assert store.get(session, "erp-main", cipher) == shop("erp-main")
+
+
+def test_two_adds_of_one_name_racing_end_in_a_clear_refusal(
+    session: Session, cipher: CredentialCipher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.add(session, shop(), cipher)
+    # The second `add` checked before the first committed: its insert meets the unique name.
+    monkeypatch.setattr(store, "_row", lambda *_: None)
+    with pytest.raises(store.SourceExists, match="already exists"):
+        store.add(session, shop(url="https://other.shops.test"), cipher)
+    monkeypatch.undo()
+    assert store.get(session, "shop-eu", cipher) == shop()  # the first one stands, the session usable
