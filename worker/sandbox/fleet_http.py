@@ -20,7 +20,6 @@ import re
 import socket
 import struct
 import threading
-import traceback
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -158,28 +157,21 @@ class _FleetHandler(_Handler):
     def _dispatch(self) -> None:
         fleet = self.server.fleet
         try:
-            request = self._read_request()
-            name, _, rest = request.path.lstrip("/").partition("/")
-            tenant = fleet.tenants.get(name)
-            if tenant is None:
-                self.send(Response(404, NO_SUCH_HOST_PAGE, "text/html"))
-                return
-            self.tenant = tenant
-            path = "/" + rest
-            if path == CONTROL_PATH:
-                self.send(answer_fault_control(tenant.faults, request))
-            elif path == EDIT_PATH:
-                self.send(_answer_edit(fleet.editor, name, request))
-            else:
-                self._answer(fleet, tenant, dataclasses.replace(request, path=path))
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-        except Exception:
-            # A simulator bug must be loud and must not look like an upstream's own 500 page.
-            traceback.print_exc()
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.send(Response(500, b"sandbox simulator bug, see stderr", "text/x-sandbox-error"))
+            with self.reporting_bugs():
+                request = self._read_request()
+                name, _, rest = request.path.lstrip("/").partition("/")
+                tenant = fleet.tenants.get(name)
+                if tenant is None:
+                    self.send(Response(404, NO_SUCH_HOST_PAGE, "text/html"))
+                    return
+                self.tenant = tenant
+                path = "/" + rest
+                if path == CONTROL_PATH:
+                    self.send(answer_fault_control(tenant.faults, request))
+                elif path == EDIT_PATH:
+                    self.send(_answer_edit(fleet.editor, name, request))
+                else:
+                    self._answer(fleet, tenant, dataclasses.replace(request, path=path))
         finally:
             self.tenant = None
 

@@ -14,7 +14,7 @@ import json
 import socket
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -278,38 +278,45 @@ class _Handler(BaseHTTPRequestHandler):
         control = self.server.control
         control.set_current(self.connection)
         try:
-            request = self._read_request()
-            if request.path == CONTROL_PATH:
-                response = self._control(request)
+            with self.reporting_bugs():
+                request = self._read_request()
+                if request.path == CONTROL_PATH:
+                    response = self._control(request)
+                    if control.is_down:
+                        # A server that was just taken down keeps no connection open, this one included.
+                        response.headers.append(("Connection", "close"))
+                    self.send(response)
+                    return
                 if control.is_down:
-                    # A server that was just taken down keeps no connection open, this one included.
-                    response.headers.append(("Connection", "close"))
-                self.send(response)
-                return
-            if control.is_down:
-                self.close_connection = True  # a kept-alive connection that raced the shutdown
-                return
-            decision = control.faults.decide(request.path)
-            if decision.latency_s > 0 and control.stopping.wait(decision.latency_s):
-                self.close_connection = True
-                return
-            hook = control.simulator.before_request
-            if hook is not None:
-                hook(request)
-            if decision.fault is None:
-                self.send(control.simulator.handle(request))
-            else:
-                faultplay.play(self, decision.fault, request, control.simulator, control)
+                    self.close_connection = True  # a kept-alive connection that raced the shutdown
+                    return
+                decision = control.faults.decide(request.path)
+                if decision.latency_s > 0 and control.stopping.wait(decision.latency_s):
+                    self.close_connection = True
+                    return
+                hook = control.simulator.before_request
+                if hook is not None:
+                    hook(request)
+                if decision.fault is None:
+                    self.send(control.simulator.handle(request))
+                else:
+                    faultplay.play(self, decision.fault, request, control.simulator, control)
+        finally:
+            control.set_current(None)
+
+    @contextlib.contextmanager
+    def reporting_bugs(self) -> Iterator[None]:
+        """A peer that hung up ends the connection; a simulator bug is loud and never looks like an
+        upstream's own 500 page."""
+        try:
+            yield
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception:
-            # A simulator bug must be loud and must not look like an upstream's own 500 page.
             traceback.print_exc()
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.send(Response(500, b"sandbox simulator bug, see stderr", "text/x-sandbox-error"))
-        finally:
-            control.set_current(None)
 
     def _control(self, request: Request) -> Response:
         return answer_fault_control(self.server.control.faults, request)

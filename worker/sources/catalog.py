@@ -65,8 +65,9 @@ def _rows(session: Session, name: str | None = None) -> list[Any]:
     if name is not None:
         query = query.where(SOURCES.c.name == name)
     try:
-        if session.get_bind().dialect.name == "postgresql":
-            # Beat and the sweeper read this on their loop: a table locked by a migration must not stall them.
+        if name is None and session.get_bind().dialect.name == "postgresql":
+            # Beat and the sweeper read every source on their loop: a table locked by a migration must not
+            # stall them. (A run's own one-row read stays a single statement.)
             session.execute(text(f"SET LOCAL statement_timeout = '{READ_TIMEOUT_MS}ms'"))
         return list(session.execute(query.order_by(SOURCES.c.name)).all())
     except SQLAlchemyError:
