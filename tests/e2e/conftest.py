@@ -12,7 +12,7 @@ from celery import Celery
 from e2e_harness import BASE_REDIS_URL, FAST_ENV, Stack, claim_redis_db, clean_environment, release_redis_db
 from sqlalchemy import Engine
 
-from worker.celeryapp.app import create_app
+from worker.celeryapp.app import close_app, create_app
 from worker.infra.settings import Settings, load_settings
 from worker.sandbox.odoo import OdooSimulator
 from worker.sandbox.woocommerce import WooCommerceSimulator
@@ -77,7 +77,7 @@ def e2e_settings(e2e_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Se
 def client_app(e2e_settings: Settings) -> Iterator[Celery]:
     app = create_app(e2e_settings)
     yield app
-    app.close()
+    close_app(app)
 
 
 @pytest.fixture

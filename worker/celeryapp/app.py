@@ -28,6 +28,18 @@ def create_app(settings: Settings) -> Celery:
     return app
 
 
+def close_app(app: Celery) -> None:
+    """Release the app's connections: ``Celery.close`` leaves the result backend's Redis pool open."""
+    backend = app.backend
+    consumer = getattr(backend, "result_consumer", None)
+    if consumer is not None and hasattr(consumer, "stop"):
+        consumer.stop()
+    client = getattr(backend, "client", None)
+    if isinstance(client, redis.Redis):
+        client.connection_pool.disconnect()
+    app.close()
+
+
 def _redis() -> redis.Redis:
     from worker.celeryapp.deps import get_redis
 

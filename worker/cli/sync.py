@@ -173,7 +173,7 @@ def send_request(
 
 
 def _enqueue(ctx: click.Context, source: str, full: bool, wait: bool, timeout: float) -> None:
-    from worker.celeryapp.app import create_app
+    from worker.celeryapp.app import close_app, create_app
     from worker.sources.catalog import UnknownSource, find_source
 
     settings = cli_settings(ctx)
@@ -201,6 +201,7 @@ def _enqueue(ctx: click.Context, source: str, full: bool, wait: bool, timeout: f
         status = wait_for(app, task_id, sessions, request, timeout=timeout, show=console().print)
     finally:
         engine.dispose()
+        close_app(app)
     if status is None:
         click.echo(f"not served after {timeout:g}s; the request stays queued", err=True)
         ctx.exit(EXIT_TIMEOUT)

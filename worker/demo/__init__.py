@@ -33,6 +33,16 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise _Stop(signal.Signals(signum).name)
 
 
+def _stop_behind(exc: BaseException) -> _Stop | None:
+    """The stop behind ``exc``: libraries (pydantic-settings) wrap what a handler raised inside them."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, _Stop):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _banner(stack: DemoStack, out: Console) -> None:
     user, password = stack.flower_auth
     env_file = stack.workdir / "env"
@@ -111,11 +121,15 @@ def run_demo(*, workdir: Path, once: bool) -> int:
                 status = 1
                 break
             time.sleep(0.5)
-    except _Stop as stop:
-        out.print(f"\n{stop}: stopping everything (workers finish their current page first)")
-    except (ScenarioFailed, RuntimeError) as exc:
-        out.print(f"[bold red]demo failed:[/] {exc} (logs in {stack.workdir})")
-        status = 1
+    except Exception as exc:
+        stop = _stop_behind(exc)
+        if stop is not None:
+            out.print(f"\n{stop}: stopping everything (workers finish their current page first)")
+        elif isinstance(exc, (ScenarioFailed, RuntimeError)):
+            out.print(f"[bold red]demo failed:[/] {exc} (logs in {stack.workdir})")
+            status = 1
+        else:
+            raise
     finally:
         # A second Ctrl-C must not abandon the children half-stopped.
         signal.signal(signal.SIGINT, signal.SIG_IGN)

