@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Boolean, Float, Integer, String, Text
+from sqlalchemy import Boolean, Float, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base
@@ -35,5 +35,8 @@ class Source(Base):
     concurrency: Mapped[int | None] = mapped_column(Integer)
     # Fields of the kind's breaker policy that differ for this source.
     breaker: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    # Fields of the kind's request budget that differ for this source. The server default lets a
+    # previous release's CLI still add sources while the fleet is upgraded.
+    budget: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict, server_default=text("'{}'"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -17,6 +17,7 @@ COMMANDS = {
     "events": "worker.cli.events:events",
     "db": "worker.cli.db:db",
     "breakers": "worker.cli.breakers:breakers",
+    "budgets": "worker.cli.budgets:budgets",
     "sync": "worker.cli.sync:sync",
     "history": "worker.cli.history:history",
     "sources": "worker.cli.sources:sources",

@@ -32,7 +32,7 @@ def pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
 
 
 def scalar(value: str) -> int | float | str:
-    """A breaker override as the number it spells (BreakerSettings validates it afterwards)."""
+    """A breaker or budget override as the number it spells (its settings model validates it afterwards)."""
     for kind in (int, float):
         try:
             return kind(value)
@@ -86,6 +86,13 @@ def source_options(fn: F) -> F:
             metavar="FIELD=VALUE",
             help="A breaker setting of this source (repeatable), e.g. failure_threshold=3.",
         ),
+        click.option(
+            "--budget",
+            "budget_items",
+            multiple=True,
+            metavar="FIELD=VALUE",
+            help="A request budget setting of this source (repeatable), e.g. ceiling=10.",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -108,6 +115,11 @@ def given_fields(
         "concurrency": concurrency,
     }
     return {k: v for k, v in values.items() if v is not None}
+
+
+def overrides(items: tuple[str, ...], option: str) -> dict[str, int | float | str]:
+    """``--breaker``/``--budget`` items as the override fields they set."""
+    return {k: scalar(v) for k, v in pairs(items, option).items()}
 
 
 def merged_options(current: dict[str, str], given: tuple[str, ...]) -> dict[str, str]:

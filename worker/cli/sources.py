@@ -95,6 +95,7 @@ def public_view(source: SourceConfig) -> dict[str, Any]:
             "page_size": source.page_size,
             "concurrency": source.concurrency,
             "breaker": dict(source.breaker),
+            "budget": dict(source.budget),
         },
     }
 
@@ -114,12 +115,11 @@ def sources() -> None:
 def add(ctx: click.Context, name: str, kind: str, url: str | None, options: tuple[str, ...],
         credential_refs: tuple[str, ...], interval: float | None, full_cron: str | None,
         page_size: int | None, concurrency: int | None, breaker_items: tuple[str, ...],
-        disabled: bool) -> None:  # fmt: skip
+        budget_items: tuple[str, ...], disabled: bool) -> None:  # fmt: skip
     """Add a source NAME (lower-case letters, digits, dashes)."""
     if url is None:
         raise click.BadParameter("is required", param_hint="--url")
     settings = cli_settings(ctx)
-    breaker = {k: opts.scalar(v) for k, v in opts.pairs(breaker_items, "--breaker").items()}
     fields = opts.given_fields(url, interval, full_cron, page_size, concurrency)
     source = store.build(
         {
@@ -128,7 +128,8 @@ def add(ctx: click.Context, name: str, kind: str, url: str | None, options: tupl
             "options": opts.merged_options({}, options),
             "credentials": opts.credentials(credential_refs),
             "enabled": not disabled,
-            "breaker": breaker,
+            "breaker": opts.overrides(breaker_items, "--breaker"),
+            "budget": opts.overrides(budget_items, "--budget"),
             **fields,
         }
     )
@@ -146,7 +147,7 @@ def add(ctx: click.Context, name: str, kind: str, url: str | None, options: tupl
 def edit(ctx: click.Context, name: str, url: str | None, options: tuple[str, ...],
          credential_refs: tuple[str, ...], interval: float | None, full_cron: str | None,
          page_size: int | None, concurrency: int | None, breaker_items: tuple[str, ...],
-         enabled: bool | None) -> None:  # fmt: skip
+         budget_items: tuple[str, ...], enabled: bool | None) -> None:  # fmt: skip
     """Change what is given of source NAME; the rest stays. ``--option KEY=`` removes an option.
 
     The kind cannot change: a source's rows live in its kind's table. Remove it and add another.
@@ -163,8 +164,9 @@ def edit(ctx: click.Context, name: str, url: str | None, options: tuple[str, ...
         if options:
             changes["options"] = opts.merged_options(current.options, options)
         if breaker_items:
-            given = {k: opts.scalar(v) for k, v in opts.pairs(breaker_items, "--breaker").items()}
-            changes["breaker"] = {**current.breaker, **given}
+            changes["breaker"] = {**current.breaker, **opts.overrides(breaker_items, "--breaker")}
+        if budget_items:
+            changes["budget"] = {**current.budget, **opts.overrides(budget_items, "--budget")}
         changed = store.update(
             session, name, changes, cipher, allow_insecure_http=settings.allow_insecure_http
         )

@@ -48,6 +48,14 @@ class RetriableUpstreamError(UpstreamError):
         self.retry_after = retry_after
 
 
+class RateLimited(RetriableUpstreamError):
+    """A 429, or a 503 that says when to come back (``Retry-After``): the host asks us to slow down.
+
+    With a request budget it is the budget's signal, not an outage: it lowers the host's rate for the
+    whole fleet and counts against the breaker only once the budget is at its floor.
+    """
+
+
 class MalformedPayload(RetriableUpstreamError):
     """A body that is not the protocol's format: an HTML page served with 200, truncated JSON."""
 
@@ -70,6 +78,18 @@ class CircuitOpenError(SyncWorkerError):
     def __init__(self, name: str, retry_after_seconds: float) -> None:
         super().__init__(f"circuit {name!r} is open; retry after {retry_after_seconds:.1f}s")
         self.name = name
+        self.retry_after_seconds = retry_after_seconds
+
+
+class BudgetPaused(CircuitOpenError):
+    """The host's request budget has no slot within the longest wait a call may sleep (a long
+    ``Retry-After``): handled like an open breaker, so the run hands back and comes again later."""
+
+    def __init__(self, host: str, retry_after_seconds: float) -> None:
+        SyncWorkerError.__init__(
+            self, f"request budget for {host!r} is paused; retry after {retry_after_seconds:.1f}s"
+        )
+        self.name = host
         self.retry_after_seconds = retry_after_seconds
 
 

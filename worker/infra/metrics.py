@@ -5,7 +5,8 @@ Counters and histograms work with prefork workers through prometheus-client's mu
 process writes its samples to files there and the exporter in the worker's main process sums them.
 The breaker state is not a per-process value at all: it lives in Redis for the whole fleet, so a
 collector reads it at scrape time and any process's exporter reports the same, current truth; so do the
-gauges of ``worker.infra.metrics_scrape`` (last successes, schedule, event spools).
+gauges of ``worker.infra.metrics_scrape`` (last successes, schedule, event spools) and the request budgets
+of ``worker.infra.metrics_budget``.
 """
 
 from __future__ import annotations
@@ -236,13 +237,15 @@ def start_metrics_server(settings: Settings, *, addr: str = "0.0.0.0") -> Any | 
         return None
     from worker.breaker import breaker_redis
     from worker.celeryapp.schedule import sync_intervals
+    from worker.infra.metrics_budget import BudgetCollector, redis_budget_reader
     from worker.infra.metrics_scrape import scrape_collectors
 
     client = breaker_redis(settings)
     fleet = FleetView(settings, sync_intervals)
+    budgets = BudgetCollector(redis_budget_reader(settings, client, fleet.budget_ceilings))
     registry = build_registry(
         redis_state_reader(settings, client, fleet.policies),
-        scrape_time=scrape_collectors(settings, client, fleet.intervals),
+        scrape_time=[*scrape_collectors(settings, client, fleet.intervals), budgets],
     )
     server, _thread = start_http_server(settings.metrics_port, addr=addr, registry=registry)
     logger.info("metrics exporter listening", extra={"port": settings.metrics_port})
@@ -252,8 +255,8 @@ def start_metrics_server(settings: Settings, *, addr: str = "0.0.0.0") -> Any | 
 class FleetView:
     """The configured sources as the exporter sees them, read at most every BEAT_SOURCES_REFRESH_SECONDS.
 
-    A source added, disabled or removed shows in the interval and breaker gauges as beat picks it up, so
-    the staleness alert neither misses a new source nor keeps firing for one switched off on purpose.
+    A source added, disabled or removed shows in the interval, breaker and budget gauges as beat picks it
+    up, so the staleness alert neither misses a new source nor keeps firing for one switched off on purpose.
     """
 
     def __init__(self, settings: Settings, intervals_of: Callable[[Settings, list[Any]], Any]) -> None:
@@ -289,6 +292,11 @@ class FleetView:
         from worker.sources.catalog import breaker_policies
 
         return breaker_policies(self._settings, self.sources())
+
+    def budget_ceilings(self) -> dict[str, float]:
+        from worker.sources.catalog import budget_ceilings
+
+        return budget_ceilings(self._settings, self.sources())
 
 
 def stop_metrics_server(server: Any) -> None:

@@ -40,6 +40,25 @@ class BreakerSettings(BaseModel):
     success_threshold: int = Field(2, ge=1)
 
 
+class BudgetSettings(BaseModel):
+    """One upstream kind's request budget per host; overridden as ``<UPSTREAM>_BUDGET__<FIELD>``.
+
+    Rates are requests per second for the whole fleet (every worker process, every source) calling
+    one host.
+    """
+
+    # The most the fleet sends one host; 0 turns the budget off for this kind.
+    ceiling: float = Field(25.0, ge=0)
+    # The lowest the rate goes: a host that still refuses at this rate counts against the breaker.
+    floor: float = Field(0.5, gt=0)
+    # Calls that may go back to back after an idle spell (GCRA burst tolerance).
+    burst: int = Field(5, ge=1)
+    # A refusal multiplies the rate by this (once per refusal burst).
+    decrease: float = Field(0.75, gt=0, lt=1)
+    # Requests per second regained per second of successes at the current rate (additive increase).
+    increase: float = Field(0.5, gt=0)
+
+
 class Settings(BaseSettings):
     """Every variable syncworker reads; documented in ``.env.example``."""
 
@@ -95,6 +114,13 @@ class Settings(BaseSettings):
 
     odoo_breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     woocommerce_breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    woocommerce_budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    # Odoo documents no limit; its community keeps to about a call per second per database.
+    odoo_budget: BudgetSettings = Field(default_factory=lambda: BudgetSettings(ceiling=10.0))
+    # The share of a host's ceiling one process allows itself while Redis is unreachable.
+    budget_degraded_share: float = Field(0.25, gt=0, le=1)
+    # The longest a call sleeps for its slot; a longer pause (a long Retry-After) hands the run back.
+    budget_max_wait_seconds: float = Field(30.0, gt=0)
     breaker_redis_socket_timeout: float = Field(0.25, gt=0)
     breaker_redis_retry_interval_seconds: float = Field(5.0, gt=0)
 
@@ -310,6 +336,9 @@ def collect_problems(s: Settings) -> list[str]:
             )
         if bs.open_max_seconds < bs.open_seconds:
             problems.append(f"{upstream}_BREAKER__OPEN_MAX_SECONDS: must be >= OPEN_SECONDS")
+    for upstream, budget in (("ODOO", s.odoo_budget), ("WOOCOMMERCE", s.woocommerce_budget)):
+        if budget.ceiling and budget.floor > budget.ceiling:
+            problems.append(f"{upstream}_BUDGET__FLOOR: must not exceed {upstream}_BUDGET__CEILING")
     if s.flower_basic_auth is not None and ":" not in s.flower_basic_auth.get_secret_value():
         problems.append("FLOWER_BASIC_AUTH: must be user:password")
     problems += _fernet_key_problems(s.source_keys())

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from worker.infra.settings import BreakerSettings, Settings
+from worker.budget.hosts import host_of
+from worker.budget.policy import BudgetPolicy
+from worker.infra.settings import BreakerSettings, BudgetSettings, Settings
 from worker.sync.sources import SourceSpec
 
 if TYPE_CHECKING:
@@ -80,6 +82,22 @@ class SourceKind(ABC):
     def breaker_policy(self, settings: Settings, source: SourceConfig) -> BreakerSettings:
         """The kind's policy with the source's overrides (validated: a bad override fails here)."""
         return BreakerSettings(**{**self.breaker_settings(settings).model_dump(), **source.breaker})
+
+    def budget_settings(self, settings: Settings) -> BudgetSettings:
+        """The fleet's request budget per host for this kind (``<KIND>_BUDGET__*``)."""
+        budget: BudgetSettings = getattr(settings, f"{self.name}_budget")
+        return budget
+
+    def budget_policy(self, settings: Settings, source: SourceConfig) -> BudgetPolicy:
+        """The kind's budget with the source's overrides (validated: a bad override fails here)."""
+        merged = BudgetSettings(**{**self.budget_settings(settings).model_dump(), **source.budget})
+        return BudgetPolicy.from_settings(
+            merged, max_wait=settings.budget_max_wait_seconds, pause_cap=settings.retry_after_cap_seconds
+        )
+
+    def budget_host(self, source: SourceConfig) -> str:
+        """The host whose budget the source's calls draw from."""
+        return host_of(source.url)
 
     def check(self, source: SourceConfig) -> list[str]:
         """What is missing or unknown in a source of this kind (empty when it can be used)."""

@@ -51,6 +51,7 @@ def source_from_row(row: Any, cipher: CredentialCipher | None) -> SourceConfig:
         page_size=row.page_size,
         concurrency=row.concurrency,
         breaker=dict(row.breaker or {}),
+        budget=dict(row.budget or {}),
     )
 
 
@@ -138,18 +139,47 @@ def breaker_policies(settings: Settings, sources: list[SourceConfig]) -> dict[st
     return policies
 
 
-def fleet_breaker_policies(settings: Settings) -> dict[str, Any]:
-    """Every configured source's breaker name -> policy, read with a short-lived connection.
+def budget_ceilings(settings: Settings, sources: list[SourceConfig]) -> dict[str, float]:
+    """Host -> the ceiling its enabled sources are configured with: the lowest, when several share it.
 
-    With the database away, only the environment's sources are known (the breakers live in Redis).
+    Disabled sources never call their host, and a source whose budget is off (ceiling 0, its kind's or
+    its own) adds no ceiling: a host none of whose sources has a budget is left out.
+    """
+    from worker.kinds import get_kind
+
+    ceilings: dict[str, float] = {}
+    for source in sources:
+        if not source.enabled:
+            continue
+        kind = get_kind(source.kind)
+        policy = kind.budget_policy(settings, source)
+        if policy.enabled:
+            host = kind.budget_host(source)
+            ceilings[host] = min(policy.ceiling, ceilings.get(host, policy.ceiling))
+    return ceilings
+
+
+def fleet_sources(settings: Settings) -> list[SourceConfig]:
+    """Every configured source without its credentials, read with a short-lived connection.
+
+    With the database away, only the environment's sources are known (breakers and budgets live in Redis).
     """
     from worker.infra.db import make_engine, make_session_factory
 
     engine = make_engine(settings.database_url, connect_timeout=3)
     try:
-        sources = all_sources(settings, make_session_factory(engine), credentials=False)
-    except OperationalError:  # the database is away: the breakers in Redis still answer
-        sources = environment_sources(settings)
+        return all_sources(settings, make_session_factory(engine), credentials=False)
+    except OperationalError:  # the database is away: the state in Redis still answers
+        return environment_sources(settings)
     finally:
         engine.dispose()
-    return breaker_policies(settings, sources)
+
+
+def fleet_breaker_policies(settings: Settings) -> dict[str, Any]:
+    """Every configured source's breaker name -> policy."""
+    return breaker_policies(settings, fleet_sources(settings))
+
+
+def fleet_budget_ceilings(settings: Settings) -> dict[str, float]:
+    """Every host the configured sources call with a budget -> its configured ceiling."""
+    return budget_ceilings(settings, fleet_sources(settings))

@@ -5,12 +5,14 @@ The YAML loader and the store both ask here, so a file and a command line are ju
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from celery.schedules import crontab
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from worker.infra.settings import BreakerSettings, is_local_host
+from worker.infra.settings import BreakerSettings, BudgetSettings, is_local_host
 from worker.sources.config import SourceConfig
 
 CRON_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
@@ -29,7 +31,8 @@ def source_problems(source: SourceConfig, *, allow_insecure_http: bool = False) 
     except UnknownKind as exc:
         problems = [f"kind: {exc}"]
     problems += url_problems(source.url, allow_insecure_http=allow_insecure_http)
-    return problems + breaker_problems(source) + cron_problems(source.full_cron)
+    problems += breaker_problems(source) + budget_problems(source)
+    return problems + cron_problems(source.full_cron)
 
 
 def url_problems(url: str, *, allow_insecure_http: bool = False) -> list[str]:
@@ -52,12 +55,29 @@ def url_problems(url: str, *, allow_insecure_http: bool = False) -> list[str]:
 
 
 def breaker_problems(source: SourceConfig) -> list[str]:
-    unknown = sorted(set(source.breaker) - set(BreakerSettings.model_fields))
-    problems = [f"breaker.{f}: not a breaker setting" for f in unknown]
+    return _override_problems("breaker", source.breaker, BreakerSettings, "a breaker setting")
+
+
+def budget_problems(source: SourceConfig) -> list[str]:
+    problems = _override_problems("budget", source.budget, BudgetSettings, "a request budget setting")
+    # Only when the source gives both: one alone meets the kind's other one, known at run time only.
+    if not problems and {"ceiling", "floor"} <= source.budget.keys():
+        budget = BudgetSettings(**source.budget)
+        if budget.ceiling and budget.floor > budget.ceiling:
+            problems.append("budget.floor: must not exceed budget.ceiling")
+    return problems
+
+
+def _override_problems(
+    field: str, overrides: Mapping[str, Any], model: type[BaseModel], what: str
+) -> list[str]:
+    """Each unknown field and each bad value of the overrides of ``model``, named ``<field>.<name>``."""
+    unknown = sorted(set(overrides) - set(model.model_fields))
+    problems = [f"{field}.{name}: not {what}" for name in unknown]
     try:
-        BreakerSettings(**source.breaker)
+        model(**overrides)
     except ValidationError as exc:
-        problems += [f"breaker.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        problems += [f"{field}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
     return problems
 
 

@@ -33,6 +33,9 @@ class SourceConfig(BaseModel):
     concurrency: int | None = Field(None, ge=1, le=32)
     # Fields of the kind's breaker policy (BreakerSettings) that differ for this source.
     breaker: dict[str, Any] = Field(default_factory=dict)
+    # Fields of the kind's request budget (BudgetSettings) that differ for this source; the host's
+    # budget follows the lowest ceiling among the sources calling it at the time.
+    budget: dict[str, Any] = Field(default_factory=dict)
     # True for the source a deployment configures with environment variables, not in the table.
     from_environment: bool = False
 

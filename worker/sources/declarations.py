@@ -22,7 +22,7 @@ from worker.sources.store import InvalidSource, build
 INLINE_REFUSED = "credentials are given as env:VAR or file:PATH, never inline"
 ENTRY_FIELDS = ("name", "kind", "url", "credentials", "options", "schedule", "enabled", "overrides")
 SCHEDULE_FIELDS = ("incremental_interval_seconds", "full_cron")
-OVERRIDE_FIELDS = ("page_size", "concurrency", "breaker")
+OVERRIDE_FIELDS = ("page_size", "concurrency", "breaker", "budget")
 
 
 class DeclarationError(ValueError):

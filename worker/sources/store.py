@@ -36,6 +36,7 @@ STORED_FIELDS = (
     "page_size",
     "concurrency",
     "breaker",
+    "budget",
 )
 
 

@@ -14,6 +14,7 @@ from worker.infra.errors import (
     CircuitOpenError,
     FatalUpstreamError,
     MalformedPayload,
+    RateLimited,
     ResponseTooLarge,
     RetriableUpstreamError,
     UpstreamError,
@@ -25,14 +26,25 @@ from worker.upstream.retry import build_retrying, with_attempt_hook
 
 T = TypeVar("T")
 
+# Refusals one attempt absorbs while a request budget paces the host: each one has already slowed the
+# whole fleet, and a host still refusing at the budget's floor opens the breaker sooner than this.
+ABSORBED_REFUSALS_PER_ATTEMPT = 20
+
 
 class GuardedCall:
-    """``retrying(lambda: breaker.call(fn))``: tenacity outside, the breaker around each attempt."""
+    """``retrying(lambda: breaker.call(fn))``: tenacity outside, the breaker around each attempt.
+
+    When the breaker also admits through a request budget (``budget_host`` is set), a refusal
+    (``RateLimited``) is the budget's signal, not a failed attempt: the budget has already lowered the
+    host's rate (and paused it for a ``Retry-After``), so the call is sent again at once, in its new
+    slot, without using up an attempt or sleeping a backoff on top of the budget's wait.
+    """
 
     def __init__(self, breaker: Breaker, retrying: tenacity.Retrying, recorder: FailureRecorder) -> None:
         self._breaker = breaker
         self._recorder = recorder
         self._retrying = with_attempt_hook(retrying, recorder.attempt_failed)
+        self._paced = getattr(breaker, "budget_host", None) is not None
 
     def __call__(self, operation: str, fn: Callable[[], T]) -> T:
         """Run ``fn`` under the retry policy; record and re-raise the final failure.
@@ -43,9 +55,7 @@ class GuardedCall:
         """
         attempts = 0
 
-        def attempt() -> T:
-            nonlocal attempts
-            attempts += 1
+        def send() -> T:
             started = time.monotonic()
             outcome = "ok"
             try:
@@ -57,6 +67,18 @@ class GuardedCall:
                 metrics.observe_upstream_call(
                     self._recorder.upstream, operation, outcome, time.monotonic() - started
                 )
+
+        def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
+            absorbed = 0
+            while True:
+                try:
+                    return send()
+                except RateLimited:
+                    if not self._paced or absorbed >= ABSORBED_REFUSALS_PER_ATTEMPT:
+                        raise
+                    absorbed += 1
 
         # A copy per call: concurrent page fetches must not share one loop's statistics.
         try:
@@ -99,6 +121,7 @@ class GuardedClient:
 _OUTCOMES: tuple[tuple[type[BaseException], str], ...] = (
     (CircuitOpenError, "rejected"),
     (MalformedPayload, "malformed"),
+    (RateLimited, "throttled"),
     (ResponseTooLarge, "too_large"),
     (RetriableUpstreamError, "retriable"),
     (AuthenticationError, "auth"),

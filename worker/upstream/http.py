@@ -23,6 +23,7 @@ from worker.infra.errors import (
     AuthenticationError,
     FatalUpstreamError,
     MalformedPayload,
+    RateLimited,
     ResponseTooLarge,
     RetriableUpstreamError,
     UpstreamError,
@@ -50,7 +51,7 @@ STATUS_ERRORS: dict[int, type[UpstreamError]] = {
     403: AuthenticationError,
     408: RetriableUpstreamError,
     425: RetriableUpstreamError,
-    429: RetriableUpstreamError,
+    429: RateLimited,
 }
 
 Clock = Callable[[], datetime]
@@ -249,6 +250,9 @@ class HttpTransport:
         response = response_summary(status, headers, body)
         if issubclass(error_cls, RetriableUpstreamError):
             wait = parse_retry_after(headers.get("Retry-After"), self._clock)
+            if status == 503 and wait is not None:
+                # A 503 that says when to come back is a host pacing us (maintenance mode, a WAF), not an outage.
+                error_cls = RateLimited
             return error_cls(message, retry_after=wait, status_code=status, response=response, **ctx)
         return error_cls(message, status_code=status, response=response, **ctx)
 

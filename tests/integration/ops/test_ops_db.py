@@ -23,13 +23,13 @@ def test_upgrade_current_and_downgrade(settings_factory: Any, tmp_path: Any) -> 
 
     upgraded = run("upgrade")
     assert upgraded.exit_code == 0, upgraded.output
-    assert "schema at revision 0004" in upgraded.stdout
+    assert "schema at revision 0005" in upgraded.stdout
     current = run("current", "--json")
     assert current.exit_code == 0
     assert json.loads(current.stdout) | {"database": "-"} == {
         "database": "-",
-        "current": "0004",
-        "head": "0004",
+        "current": "0005",
+        "head": "0005",
         "up_to_date": True,
     }
 

@@ -32,7 +32,7 @@ def test_healthy_services_exit_zero_with_latency(
     body = json.loads(result.stdout)
     assert body["healthy"] is True
     by_name = {c["name"]: c for c in body["checks"]}
-    assert by_name["database"]["detail"].endswith("at revision 0004")
+    assert by_name["database"]["detail"].endswith("at revision 0005")
     # One breaker per configured source (here, the two the environment configures).
     assert (
         by_name["breakers"]["detail"] == "odoo:odoo-suppliers=closed, woocommerce:woocommerce-products=closed"

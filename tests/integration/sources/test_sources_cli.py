@@ -146,10 +146,18 @@ def test_the_life_of_configured_sources(fleet: Fleet, woo: WooCommerceSimulator)
         "120",
         "--breaker",
         "failure_threshold=3",
+        "--budget",
+        "ceiling=10",
     )
     assert edited.exit_code == 0 and "updated" in edited.stdout
     shown = json.loads(fleet("sources", "show", "shop-eu", "--json").stdout)
-    assert shown["overrides"] == {"page_size": None, "concurrency": 2, "breaker": {"failure_threshold": 3}}
+    assert shown["overrides"] == {
+        "page_size": None,
+        "concurrency": 2,
+        "breaker": {"failure_threshold": 3},
+        "budget": {"ceiling": 10},
+    }
+    assert fleet.raw("SELECT budget FROM sources WHERE name = 'shop-eu'") == [({"ceiling": 10},)]
     assert shown["schedule"]["incremental_interval_seconds"] == 120
     refused = fleet("sources", "test", "shop-eu")
     assert refused.exit_code == 1

@@ -105,7 +105,7 @@ def test_unreadable_breaker_store_reports_store_down_and_no_states() -> None:
     assert not any(name == "syncworker_breaker_state" for name, _ in got)
 
 
-def test_the_interval_and_breaker_gauges_follow_sources_added_and_disabled(
+def test_the_interval_breaker_and_budget_gauges_follow_sources_added_and_disabled(
     settings_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from cryptography.fernet import Fernet
@@ -114,6 +114,7 @@ def test_the_interval_and_breaker_gauges_follow_sources_added_and_disabled(
     from worker.celeryapp import deps
     from worker.celeryapp.schedule import sync_intervals
     from worker.infra.db import upgrade_database
+    from worker.infra.metrics_budget import BudgetCollector, redis_budget_reader
     from worker.infra.metrics_scrape import SyncIntervalCollector
     from worker.sources import store
     from worker.sources.config import SourceConfig
@@ -128,6 +129,7 @@ def test_the_interval_and_breaker_gauges_follow_sources_added_and_disabled(
     client = fakeredis.FakeRedis()
     registry = metrics.build_registry(metrics.redis_state_reader(settings, client, fleet.policies))
     registry.register(SyncIntervalCollector(fleet.intervals))
+    registry.register(BudgetCollector(redis_budget_reader(settings, client, fleet.budget_ceilings)))
     assert value(registry, "syncworker_sync_interval_seconds", source="shop-a", mode="incremental") == 0
     shop = SourceConfig(name="shop-a", kind="woocommerce", url="https://shop-a.shops.test",
                         credentials={"consumer_key": SecretStr("ck_0123456789"),
@@ -138,6 +140,7 @@ def test_the_interval_and_breaker_gauges_follow_sources_added_and_disabled(
     # Added while the exporter runs: the staleness alert gets its interval, the breaker its gauge.
     assert value(registry, "syncworker_sync_interval_seconds", source="shop-a", mode="incremental") == 120
     assert value(registry, "syncworker_breaker_state", breaker="woocommerce:shop-a", state="closed") == 1
+    assert value(registry, "syncworker_budget_ceiling", host="shop-a.shops.test") == 25
     with deps.get_session_factory()() as session, session.begin():
         store.set_enabled(session, "shop-a", False)
     # Switched off on purpose: no interval, so no alert for a source that is not meant to run.
@@ -145,4 +148,6 @@ def test_the_interval_and_breaker_gauges_follow_sources_added_and_disabled(
         "syncworker_sync_interval_seconds",
         (("mode", "incremental"), ("source", "shop-a")),
     ) not in samples(registry)
+    # A disabled source calls nobody: its host has no configured budget any more.
+    assert ("syncworker_budget_ceiling", (("host", "shop-a.shops.test"),)) not in samples(registry)
     deps.reset()

@@ -179,5 +179,5 @@ def test_incremental_and_full_runs_get_workers_of_their_own_and_beat_runs_apart(
 def test_every_subcommand_is_mounted() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
-    for name in ("run", "demo", "health", "runs", "events", "db", "breakers", "sync"):
+    for name in ("run", "demo", "health", "runs", "events", "db", "breakers", "budgets", "sync"):
         assert f"  {name} " in result.output

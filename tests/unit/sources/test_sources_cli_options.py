@@ -78,6 +78,25 @@ def test_edit_changes_only_the_given_fields(cli: Any) -> None:
     assert cli("edit", "nope", "--concurrency", "2").exit_code == 1
 
 
+def test_budget_overrides_are_added_merged_and_refused_by_field(cli: Any) -> None:
+    added = cli("add", "shop-eu", "--kind", "woocommerce", "--url", "https://shop-eu.shops.test",
+                "--credential", "consumer_key=env:SHOP_KEY",
+                "--credential", "consumer_secret=env:SHOP_SECRET",
+                "--budget", "ceiling=10", "--breaker", "failure_threshold=3")  # fmt: skip
+    assert added.exit_code == 0, added.output
+    assert cli("edit", "shop-eu", "--budget", "burst=2").exit_code == 0
+    shown = json.loads(cli("show", "shop-eu", "--json").stdout)
+    assert shown["overrides"]["budget"] == {"ceiling": 10, "burst": 2}
+    assert shown["overrides"]["breaker"] == {"failure_threshold": 3}
+    refused = cli("edit", "shop-eu", "--budget", "decrease=2", "--budget", "pace=1")
+    assert refused.exit_code == 1
+    assert "budget.decrease: Input should be less than 1" in refused.stderr
+    assert "budget.pace: not a request budget setting" in refused.stderr
+    without_value = cli("edit", "shop-eu", "--budget", "ceiling")
+    assert without_value.exit_code == 2 and "--budget takes FIELD=VALUE" in without_value.stderr
+    assert json.loads(cli("show", "shop-eu", "--json").stdout)["overrides"]["budget"]["ceiling"] == 10
+
+
 def test_add_requires_a_url_and_keygen_prints_a_fresh_key(cli: Any) -> None:
     missing = cli("add", "shop-eu", "--kind", "woocommerce")
     assert missing.exit_code == 2 and "--url" in missing.stderr

@@ -21,7 +21,7 @@ sources:
     options: {auth: basic}
     schedule: {incremental_interval_seconds: 300, full_cron: "0 3 * * *"}
     enabled: true
-    overrides: {concurrency: 4, breaker: {failure_threshold: 3}}
+    overrides: {concurrency: 4, breaker: {failure_threshold: 3}, budget: {ceiling: 10}}
   - name: erp-main
     kind: odoo
     url: https://erp.shops.test
@@ -51,6 +51,7 @@ def test_references_resolve_from_the_environment_and_files(base_dir: Path) -> No
     assert eu.secret("consumer_secret") == SHOP_SECRET  # one trailing newline dropped
     assert (eu.incremental_interval_seconds, eu.full_cron) == (300, "0 3 * * *")
     assert (eu.page_size, eu.concurrency, eu.breaker) == (None, 4, {"failure_threshold": 3})
+    assert (eu.budget, erp.budget) == ({"ceiling": 10}, {})
     assert eu.options == {"auth": "basic"} and eu.enabled
     assert erp.secret("api_key") == "odoo-key-0123456789" and not erp.enabled
 
@@ -110,6 +111,13 @@ sources:
         assert expected in message
 
 
+def test_a_bad_budget_override_names_its_source_and_field(base_dir: Path) -> None:
+    text = DECLARED.replace("budget: {ceiling: 10}", "budget: {ceiling: fast, pace: 2}")
+    message = problems(text, base_dir)
+    assert "sources[0] (shop-eu): budget.ceiling: Input should be a valid number" in message
+    assert "sources[0] (shop-eu): budget.pace: not a request budget setting" in message
+
+
 def test_kind_checks_run_on_the_declared_sources(base_dir: Path) -> None:
     text = DECLARED.replace("{auth: basic}", "{auth: digest}").replace("username: sync", "protocol: soap")
     message = problems(text, base_dir)
@@ -155,6 +163,8 @@ def test_export_writes_references_never_values_and_reads_back(base_dir: Path) ->
         "consumer_secret": "env:SHOP_EU_CONSUMER_SECRET",
     }
     assert document["sources"][1]["credentials"] == {"api_key": "env:ERP_MAIN_API_KEY"}
+    assert document["sources"][0]["overrides"]["budget"] == {"ceiling": 10}
+    assert "overrides" not in document["sources"][1]
     environ = {
         "SHOP_EU_CONSUMER_KEY": SHOP_KEY,
         "SHOP_EU_CONSUMER_SECRET": SHOP_SECRET,

@@ -47,8 +47,10 @@ def test_add_then_get_and_list_give_the_source_back_with_sealed_storage(
 ) -> None:
     store.add(session, shop("shop-us"), cipher)
     store.add(session, odoo(), cipher)
-    store.add(session, shop("shop-eu", concurrency=2, breaker={"failure_threshold": 3}), cipher)
+    overridden = shop("shop-eu", concurrency=2, breaker={"failure_threshold": 3}, budget={"ceiling": 10})
+    store.add(session, overridden, cipher)
     assert store.get(session, "shop-us", cipher) == shop("shop-us")
+    assert store.get(session, "shop-eu", cipher) == overridden
     assert store.get(session, "missing", cipher) is None
     assert [s.name for s in store.list_all(session, cipher)] == ["erp-main", "shop-eu", "shop-us"]
     raw = [r.credentials for r in session.scalars(select(Source))]
@@ -67,6 +69,7 @@ def test_add_lists_every_problem_of_the_source_at_once(session: Session, cipher:
         credentials={"api_key": ODOO_KEY, "password": "hunter2-secret"},
         url="ftp://erp.shops.test",
         breaker={"failure_threshold": 0, "flavour": "x"},
+        budget={"ceiling": -1, "pace": 3},
         full_cron="every night",
     )
     with pytest.raises(store.InvalidSource) as info:
@@ -77,8 +80,10 @@ def test_add_lists_every_problem_of_the_source_at_once(session: Session, cipher:
         "option 'protocol' must be one of",
         "credential 'password'",
         "url: must be an http",
-        "breaker.flavour",
+        "breaker.flavour: not a breaker setting",
         "breaker.failure_threshold",
+        "budget.pace: not a request budget setting",
+        "budget.ceiling: Input should be greater than or equal to 0",
         "full_cron",
     ):
         assert expected in text
@@ -131,6 +136,27 @@ def test_update_refuses_a_rename_a_missing_source_and_an_invalid_change(
     with pytest.raises(store.InvalidSource, match="option 'auth' must be one of"):
         store.update(session, "shop-eu", {"options": {"auth": "digest"}}, cipher)
     assert store.get(session, "shop-eu", cipher) == shop()
+
+
+def test_a_budget_override_is_stored_changed_and_judged_like_the_breaker_ones(
+    session: Session, cipher: CredentialCipher
+) -> None:
+    store.add(session, shop(budget={"ceiling": 10}), cipher)
+    changed = store.update(session, "shop-eu", {"budget": {"ceiling": 4, "burst": 2}}, cipher)
+    assert store.get(session, "shop-eu", cipher) == changed
+    assert changed.budget == {"ceiling": 4, "burst": 2}
+    assert session.scalars(select(Source.budget)).one() == {"ceiling": 4, "burst": 2}
+    for bad, expected in (
+        ({"decrease": 1.5}, "budget.decrease: Input should be less than 1"),
+        ({"burst": "many"}, "budget.burst: Input should be a valid integer"),
+        ({"ceiling": 2, "floor": 3}, "budget.floor: must not exceed budget.ceiling"),
+        ({"rate": 5}, "budget.rate: not a request budget setting"),
+    ):
+        with pytest.raises(store.InvalidSource, match=expected):
+            store.update(session, "shop-eu", {"budget": bad}, cipher)
+    # A floor above the kind's ceiling is only known with the fleet's settings; a ceiling of 0 turns it off.
+    assert store.update(session, "shop-eu", {"budget": {"ceiling": 0}}, cipher).budget == {"ceiling": 0}
+    assert store.update(session, "shop-eu", {"budget": {"floor": 0.2}}, cipher).budget == {"floor": 0.2}
 
 
 def test_set_enabled_reports_a_change_and_stamps_only_then(
