@@ -8,6 +8,8 @@ with OdooSimulator(seed=1, size=500, version="19.0") as odoo:
     odoo.base_url, odoo.db, odoo.login, odoo.api_key
 with WooFleet(shops=500, size=20, latency_ms=100) as fleet:  # or OdooFleet(databases=...)
     fleet.source("shop-001"), fleet["shop-001"].faults.set(kind="hang"), fleet.edit("shop-001")
+    fleet.throttle.set(rate=20, retry_after_share=0.2)  # the host's hidden limit, every shop together
+    fleet.throttle.counts.throttled, fleet.throttle.arrivals()  # what reached the host, and when
 ```
 """
 
@@ -18,15 +20,20 @@ from worker.sandbox.catalog_woo import WooCatalog
 from worker.sandbox.faults import FaultInjector, FaultSpec, FaultSpecError
 from worker.sandbox.fleet import OdooFleet, WooFleet
 from worker.sandbox.odoo import OdooSimulator
+from worker.sandbox.throttle import Arrival, HostThrottle, ThrottleCounts, ThrottleSpec
 from worker.sandbox.woocommerce import WooCommerceSimulator
 
 __all__ = [
+    "Arrival",
     "FaultInjector",
     "FaultSpec",
     "FaultSpecError",
+    "HostThrottle",
     "OdooCatalog",
     "OdooFleet",
     "OdooSimulator",
+    "ThrottleCounts",
+    "ThrottleSpec",
     "WooCatalog",
     "WooCommerceSimulator",
     "WooFleet",

@@ -3,6 +3,9 @@
 It prints the base URL and the (fake) credentials so a demo can point syncworker at it.
 ``woo-fleet --shops N`` and ``odoo-fleet --databases N`` serve many tenants from this one process and
 print one JSON line per tenant, shaped as a source (name, kind, url, options, credentials).
+``--throttle-rate R`` puts the host's hidden rate limit in front of it (every tenant together), with
+``--throttle-burst``, ``--throttle-retry-after-share`` and ``--throttle-retry-after``; its counters and
+arrival log are at ``GET /__throttle__?log=1``.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from worker.sandbox.faults import FaultSpecError
 from worker.sandbox.fleet import DEFAULT_SIZE, Fleet, OdooFleet, WooFleet
 from worker.sandbox.fleet_http import EDIT_PATH
 from worker.sandbox.http import CONTROL_PATH, Simulator
 from worker.sandbox.odoo import OdooSimulator
+from worker.sandbox.throttle import DEFAULT_LOG_SIZE, THROTTLE_PATH, HostThrottle, ThrottleSpec
 from worker.sandbox.woocommerce import WooCommerceSimulator
 
 N = TypeVar("N", int, float)
@@ -28,23 +33,36 @@ FLEETS = ("woo-fleet", "odoo-fleet")
 
 
 def build(args: argparse.Namespace) -> Simulator | Fleet[Any]:
+    throttle = host_throttle(args)
     if args.upstream == "woo-fleet":
         return WooFleet(
             args.shops, args.size, seed=args.seed, latency_ms=args.latency_ms, host=args.host, port=args.port,
-            prefix=args.prefix or "shop",
+            prefix=args.prefix or "shop", throttle=throttle,
         )  # fmt: skip
     if args.upstream == "odoo-fleet":
         return OdooFleet(
             args.databases, args.size, seed=args.seed, version=args.odoo_version,
             xmlrpc_enabled=not args.no_xmlrpc, latency_ms=args.latency_ms, host=args.host, port=args.port,
-            prefix=args.prefix or "db",
+            prefix=args.prefix or "db", throttle=throttle,
         )  # fmt: skip
     if args.upstream == "woocommerce":
-        return WooCommerceSimulator(args.seed, args.size, host=args.host, port=args.port)
+        return WooCommerceSimulator(args.seed, args.size, host=args.host, port=args.port, throttle=throttle)
     return OdooSimulator(
         args.seed, args.size, host=args.host, port=args.port, version=args.odoo_version,
-        xmlrpc_enabled=not args.no_xmlrpc,
+        xmlrpc_enabled=not args.no_xmlrpc, throttle=throttle,
     )  # fmt: skip
+
+
+def host_throttle(args: argparse.Namespace) -> HostThrottle:
+    spec = ThrottleSpec.from_mapping(
+        {
+            "rate": args.throttle_rate,
+            "burst": args.throttle_burst,
+            "retry_after_share": args.throttle_retry_after_share,
+            "retry_after": args.throttle_retry_after,
+        }
+    )
+    return HostThrottle(spec, log_size=args.throttle_log_size)
 
 
 def describe_fleet(fleet: Fleet[Any]) -> list[str]:
@@ -105,6 +123,17 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--prefix", help="fleets: tenant names are <prefix>-001... (shop, db); distinct per fleet process"
     )
+    parser.add_argument(
+        "--throttle-rate", type=float, help="the host answers 429 above this many requests/s (default: never)"
+    )
+    parser.add_argument("--throttle-burst", type=at_least(1, int), default=ThrottleSpec.burst)
+    parser.add_argument(
+        "--throttle-retry-after-share", type=float, default=0.0, help="share of the 429s with Retry-After"
+    )
+    parser.add_argument("--throttle-retry-after", type=at_least(0, int), default=ThrottleSpec.retry_after)
+    parser.add_argument(
+        "--throttle-log-size", type=at_least(1, int), default=DEFAULT_LOG_SIZE, help="arrivals kept"
+    )
     args = parser.parse_args(argv)
     misplaced = [
         flag
@@ -128,13 +157,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
-    with build(args) as served:
+    try:
+        built = build(args)
+    except FaultSpecError as exc:
+        print(f"python -m worker.sandbox: {exc}", file=sys.stderr)
+        return 2
+    with built as served:
         # The credentials are fake and exist only in this process: printing them is the point.
         if isinstance(served, Fleet):
             print("\n".join(describe_fleet(served)), flush=True)
             print(
                 f"# {len(served)} tenants on {served.server.url_of('<name>')}; "
-                f"faults: POST <url>{CONTROL_PATH}, edits: POST <url>{EDIT_PATH}",
+                f"faults: POST <url>{CONTROL_PATH}, edits: POST <url>{EDIT_PATH}, "
+                f"host throttle: {served.server.url_of('').rstrip('/')}{THROTTLE_PATH}",
                 file=sys.stderr,
                 flush=True,
             )

@@ -6,6 +6,7 @@ with WooFleet(shops=500, size=20, latency_ms=100) as fleet:
         fleet.source(name)            # {"name", "kind", "url", "options", "credentials"}
     fleet["shop-007"].faults.set(kind="hang")
     fleet.edit("shop-007")            # {"id", "modified", "modified_at", ...}: when upstream changed
+    fleet.throttle.set(rate=20)       # the host answers 429 above 20 requests/s, all shops together
 ```
 
 Each tenant is an ordinary simulator (``WooCommerceSimulator``, ``OdooSimulator``) with its own seed,
@@ -25,6 +26,7 @@ from typing import Any, Generic, Self, TypeVar
 from worker.sandbox.fleet_http import FleetServer
 from worker.sandbox.http import Simulator
 from worker.sandbox.odoo import OdooSimulator
+from worker.sandbox.throttle import HostThrottle
 from worker.sandbox.woocommerce import WooCommerceSimulator
 
 DEFAULT_SIZE = 20
@@ -45,9 +47,22 @@ class Fleet(abc.ABC, Generic[S]):
 
     kind: str
 
-    def __init__(self, tenants: dict[str, S], *, host: str, port: int, latency_ms: float) -> None:
+    def __init__(
+        self,
+        tenants: dict[str, S],
+        *,
+        host: str,
+        port: int,
+        latency_ms: float,
+        throttle: HostThrottle | None = None,
+    ) -> None:
         self.tenants = tenants
-        self.server = FleetServer(tenants, self.edit, host=host, port=port, latency_ms=latency_ms)
+        self.server = FleetServer(
+            tenants, self.edit, host=host, port=port, latency_ms=latency_ms, throttle=throttle
+        )
+        # Every tenant is behind the same host, so each one's ``throttle`` is the server's.
+        for tenant in tenants.values():
+            tenant.throttle = self.server.throttle
         self._edits = itertools.count(1)
 
     def __getitem__(self, name: str) -> S:
@@ -58,6 +73,11 @@ class Fleet(abc.ABC, Generic[S]):
 
     def __len__(self) -> int:
         return len(self.tenants)
+
+    @property
+    def throttle(self) -> HostThrottle:
+        """The host's hidden rate limit, counters and arrival log, shared by every tenant."""
+        return self.server.throttle
 
     @property
     def latency_ms(self) -> float:
@@ -153,12 +173,13 @@ class WooFleet(Fleet[WooCommerceSimulator]):
         port: int = 0,
         prefix: str = "shop",
         clock: Callable[[], datetime] | None = None,
+        throttle: HostThrottle | None = None,
     ) -> None:
         tenants = {
             name: WooCommerceSimulator(seed + i, size, clock=clock)
             for i, name in enumerate(tenant_names(prefix, shops))
         }
-        super().__init__(tenants, host=host, port=port, latency_ms=latency_ms)
+        super().__init__(tenants, host=host, port=port, latency_ms=latency_ms, throttle=throttle)
 
     def source(self, name: str) -> dict[str, Any]:
         shop = self.tenants[name]
@@ -203,6 +224,7 @@ class OdooFleet(Fleet[OdooSimulator]):
         port: int = 0,
         prefix: str = "db",
         clock: Callable[[], datetime] | None = None,
+        throttle: HostThrottle | None = None,
     ) -> None:
         tenants = {
             name: OdooSimulator(
@@ -210,7 +232,7 @@ class OdooFleet(Fleet[OdooSimulator]):
             )
             for i, name in enumerate(tenant_names(prefix, databases))
         }
-        super().__init__(tenants, host=host, port=port, latency_ms=latency_ms)
+        super().__init__(tenants, host=host, port=port, latency_ms=latency_ms, throttle=throttle)
 
     def source(self, name: str) -> dict[str, Any]:
         odoo = self.tenants[name]

@@ -8,6 +8,9 @@ sees a connection error either way) and its control endpoint stays reachable so 
 
 Each connection gets its own thread and the added latency is a wait in that thread, so hundreds of
 slow tenants answer side by side instead of queueing behind one another.
+
+The host's own rate limit (``HostThrottle``) is one for the whole server, in front of every tenant,
+and is controlled at ``/__throttle__`` on the server's root.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 from worker.sandbox import faultplay
 from worker.sandbox.faults import FaultInjector
 from worker.sandbox.http import CONTROL_PATH, Simulator, TrackingHTTPServer, _Handler, answer_fault_control
+from worker.sandbox.throttle import THROTTLE_PATH, HostThrottle, answer_throttle_control
 from worker.sandbox.wire import Request, Response, json_response
 
 EDIT_PATH = "/__edit__"
@@ -59,6 +63,7 @@ class FleetServer:
         host: str = "127.0.0.1",
         port: int = 0,
         latency_ms: float = 0.0,
+        throttle: HostThrottle | None = None,
     ) -> None:
         bad = [name for name in tenants if not NAME_PATTERN.match(name)]
         if bad:
@@ -69,6 +74,7 @@ class FleetServer:
         self.host = host
         self.port = port
         self.latency_ms = latency_ms
+        self.throttle = throttle if throttle is not None else HostThrottle()
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._in_flight = 0
@@ -159,6 +165,9 @@ class _FleetHandler(_Handler):
         try:
             with self.reporting_bugs():
                 request = self._read_request()
+                if request.path == THROTTLE_PATH:
+                    self.send(answer_throttle_control(fleet.throttle, request))
+                    return
                 name, _, rest = request.path.lstrip("/").partition("/")
                 tenant = fleet.tenants.get(name)
                 if tenant is None:
@@ -171,7 +180,9 @@ class _FleetHandler(_Handler):
                 elif path == EDIT_PATH:
                     self.send(_answer_edit(fleet.editor, name, request))
                 else:
-                    self._answer(fleet, tenant, dataclasses.replace(request, path=path))
+                    with self.edge(fleet.throttle, name, path) as admitted:
+                        if admitted:
+                            self._answer(fleet, tenant, dataclasses.replace(request, path=path))
         finally:
             self.tenant = None
 

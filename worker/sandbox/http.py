@@ -23,6 +23,12 @@ from urllib.parse import parse_qs, urlsplit
 
 from worker.sandbox import faultplay
 from worker.sandbox.faults import FaultInjector, FaultSpec, FaultSpecError
+from worker.sandbox.throttle import (
+    THROTTLE_PATH,
+    HostThrottle,
+    answer_throttle_control,
+    throttle_response,
+)
 from worker.sandbox.wire import Request, Response, json_response
 
 __all__ = ["CONTROL_PATH", "Request", "Response", "Simulator", "answer_fault_control", "json_response"]
@@ -40,8 +46,12 @@ class Simulator(abc.ABC):
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Callable[[], datetime] | None = None,
+        throttle: HostThrottle | None = None,
     ) -> None:
         self.faults = faults if faults is not None else FaultInjector()
+        # The host's hidden rate limit in front of this upstream (off unless set); a fleet replaces it
+        # with its own, since all its tenants are one host.
+        self.throttle = throttle if throttle is not None else HostThrottle()
         self._server = _ServerControl(self, host, port)
         self._base_clock = clock or (lambda: datetime.now(UTC))
         # The upstream's clock is its own: real servers drift hours from the worker's, and every
@@ -233,6 +243,8 @@ class _Handler(BaseHTTPRequestHandler):
     # Idle keep-alive connections are closed after this many seconds, so threads do not pile up.
     timeout = 60
     server: _HTTPServer
+    # The status line of the latest answer on this connection, for the host's arrival log.
+    sent_status: int | None = None
 
     def setup(self) -> None:
         super().setup()
@@ -280,6 +292,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             with self.reporting_bugs():
                 request = self._read_request()
+                if request.path == THROTTLE_PATH:
+                    self.send(answer_throttle_control(control.simulator.throttle, request))
+                    return
                 if request.path == CONTROL_PATH:
                     response = self._control(request)
                     if control.is_down:
@@ -290,19 +305,39 @@ class _Handler(BaseHTTPRequestHandler):
                 if control.is_down:
                     self.close_connection = True  # a kept-alive connection that raced the shutdown
                     return
-                decision = control.faults.decide(request.path)
-                if decision.latency_s > 0 and control.stopping.wait(decision.latency_s):
-                    self.close_connection = True
-                    return
-                hook = control.simulator.before_request
-                if hook is not None:
-                    hook(request)
-                if decision.fault is None:
-                    self.send(control.simulator.handle(request))
-                else:
-                    faultplay.play(self, decision.fault, request, control.simulator, control)
+                with self.edge(control.simulator.throttle, "", request.path) as admitted:
+                    if admitted:
+                        self._answer_api(control, request)
         finally:
             control.set_current(None)
+
+    def _answer_api(self, control: _ServerControl, request: Request) -> None:
+        decision = control.faults.decide(request.path)
+        if decision.latency_s > 0 and control.stopping.wait(decision.latency_s):
+            self.close_connection = True
+            return
+        hook = control.simulator.before_request
+        if hook is not None:
+            hook(request)
+        if decision.fault is None:
+            self.send(control.simulator.handle(request))
+        else:
+            faultplay.play(self, decision.fault, request, control.simulator, control)
+
+    @contextlib.contextmanager
+    def edge(self, throttle: HostThrottle, tenant: str, path: str) -> Iterator[bool]:
+        """The host's rate limit in front of the upstream: yields False when it already answered 429.
+
+        Every API request is logged with the status that went out once the body below is done.
+        """
+        admission = throttle.admit(tenant, path)
+        self.sent_status = None
+        try:
+            if admission.throttled:
+                self.send(throttle_response(admission))
+            yield not admission.throttled
+        finally:
+            throttle.done(admission, self.sent_status)
 
     @contextlib.contextmanager
     def reporting_bugs(self) -> Iterator[None]:
@@ -325,6 +360,10 @@ class _Handler(BaseHTTPRequestHandler):
         # The ``Date`` header follows the simulated upstream's clock, skew included.
         when = self.server.control.simulator.now() if timestamp is None else None
         return email.utils.formatdate(when.timestamp() if when else timestamp, usegmt=True)
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self.sent_status = code
+        super().send_response(code, message)
 
     def send(self, response: Response, *, declared_length: int | None = None) -> None:
         """Write status, headers and body; ``declared_length`` lets a fault lie about the length."""

@@ -19,6 +19,7 @@ from worker.sandbox.faults import FaultInjector, FaultSpec
 from worker.sandbox.http import Simulator
 from worker.sandbox.odoo_orm import MODEL, OdooError, PartnerModel
 from worker.sandbox.rng import hex_token
+from worker.sandbox.throttle import HostThrottle
 from worker.sandbox.wire import Request, Response, json_response
 
 XML = "text/xml; charset=utf-8"
@@ -68,8 +69,9 @@ class OdooSimulator(Simulator):
         clock: Callable[[], datetime] | None = None,
         db: str = "sandbox",
         login: str = "admin",
+        throttle: HostThrottle | None = None,
     ) -> None:
-        super().__init__(faults=faults, host=host, port=port, clock=clock)
+        super().__init__(faults=faults, host=host, port=port, clock=clock, throttle=throttle)
         self.version = version
         self.major = int(version.split(".")[0])
         self.xmlrpc_enabled = xmlrpc_enabled or self.major < 19

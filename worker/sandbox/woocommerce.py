@@ -18,6 +18,7 @@ from worker.sandbox.catalog_woo import WooCatalog
 from worker.sandbox.faults import FaultInjector, FaultSpec
 from worker.sandbox.http import Simulator
 from worker.sandbox.rng import hex_token
+from worker.sandbox.throttle import HostThrottle
 from worker.sandbox.wire import Request, Response, json_response
 from worker.sandbox.woo_params import InvalidParam, ListParams, only_fields, parse_list, requested_fields
 from worker.sandbox.woo_site import WC_VERSION, WP_VERSION, site_index, system_status
@@ -64,8 +65,9 @@ class WooCommerceSimulator(Simulator):
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Callable[[], datetime] | None = None,
+        throttle: HostThrottle | None = None,
     ) -> None:
-        super().__init__(faults=faults, host=host, port=port, clock=clock)
+        super().__init__(faults=faults, host=host, port=port, clock=clock, throttle=throttle)
         self.catalog = WooCatalog(seed, size, clock=self.now)
         self.consumer_key = "ck_" + hex_token(seed, 101, 40)
         self.consumer_secret = "cs_" + hex_token(seed, 102, 40)
