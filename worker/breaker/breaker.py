@@ -24,8 +24,9 @@ Protocol with the shared store (see scripts/*.lua), at most two round trips per 
   success per process, which can only make the rate rule slightly stricter.
 
 No lock is held around the guarded call; the scripts serialise the decisions. If Redis cannot be
-reached, an in-process store with the same policy takes over, and Redis is tried again only after
-``retry_interval`` seconds, so a dead Redis costs one short timeout per interval, not per call.
+reached, the same scripts run in this process (``LocalRedis``, created on first need) against its own
+keyspace, and Redis is tried again only after ``retry_interval`` seconds, so a dead Redis costs one
+short timeout per interval, not per call.
 """
 
 from __future__ import annotations
@@ -42,9 +43,8 @@ import redis
 
 from worker.breaker.buffer import SuccessBuffer
 from worker.breaker.listeners import BreakerListener, operator_reason
-from worker.breaker.memory_store import MemoryBreakerStore
+from worker.breaker.local_redis import LocalRedis
 from worker.breaker.policy import BreakerPolicy, is_slow
-from worker.breaker.redis_store import RedisBreakerStore
 from worker.breaker.state import (
     NO_PENDING,
     Admission,
@@ -53,6 +53,7 @@ from worker.breaker.state import (
     PendingSuccesses,
     Transition,
 )
+from worker.breaker.store import BreakerStore
 from worker.infra.errors import CircuitOpenError, is_cancellation
 
 logger = logging.getLogger("worker.breaker")
@@ -72,8 +73,8 @@ def error_label(exc: BaseException) -> str:
 class CircuitBreaker:
     """A fleet-wide breaker: ``call``, ``guard()`` or use it as a decorator.
 
-    ``clock`` (epoch seconds) drives the in-process fallback, call durations and the Redis retry
-    interval; the shared state only ever uses Redis ``TIME``.
+    ``clock`` (epoch seconds) is the in-process store's ``TIME`` and drives call durations and the
+    Redis retry interval; the shared state only ever uses Redis ``TIME``.
     """
 
     def __init__(
@@ -92,12 +93,13 @@ class CircuitBreaker:
         self._listener = listener
         self._clock = clock
         self._retry_interval = retry_interval
-        self._memory = MemoryBreakerStore(name, policy, clock)
+        self._key_prefix = key_prefix or f"syncworker:breaker:{{{name}}}"
         self._redis = (
-            RedisBreakerStore(name, redis_client, policy, key_prefix or f"syncworker:breaker:{{{name}}}")
-            if redis_client is not None
-            else None
+            BreakerStore(name, redis_client, policy, self._key_prefix) if redis_client is not None else None
         )
+        # Holds the in-process store once created; setdefault publishes it atomically, so threads
+        # racing to create it agree on one without a lock (which a fork could leave held).
+        self._local: dict[str, BreakerStore] = {}
         self._buffer = SuccessBuffer(clock)
         self._degraded_until: float | None = None
 
@@ -151,7 +153,7 @@ class CircuitBreaker:
                 return store.stats()
             except redis.RedisError as exc:
                 self._degrade(exc)
-        return replace(self._memory.stats(), degraded=self._redis is not None)
+        return replace(self._local_store().stats(), degraded=self._redis is not None)
 
     def state(self) -> BreakerState:
         return self.stats().state
@@ -178,7 +180,15 @@ class CircuitBreaker:
 
     # -- internals ---------------------------------------------------------------------------------
 
-    def _store(self) -> RedisBreakerStore | None:
+    def _local_store(self) -> BreakerStore:
+        """This process's own store: the same scripts, run in process, created on first need."""
+        store = self._local.get("store")
+        if store is None:
+            created = BreakerStore(self.name, LocalRedis(self._clock), self.policy, self._key_prefix)
+            store = self._local.setdefault("store", created)
+        return store
+
+    def _store(self) -> BreakerStore | None:
         """Redis unless it failed less than ``retry_interval`` ago."""
         if self._redis is None:
             return None
@@ -186,7 +196,7 @@ class CircuitBreaker:
             return None
         return self._redis
 
-    def _admit(self) -> tuple[RedisBreakerStore | MemoryBreakerStore, Admission]:
+    def _admit(self) -> tuple[BreakerStore, Admission]:
         store = self._store()
         admission = None
         if store is not None:
@@ -195,23 +205,15 @@ class CircuitBreaker:
                 self._recovered()
             except redis.RedisError as exc:
                 self._degrade(exc)
-        chosen: RedisBreakerStore | MemoryBreakerStore = self._memory
-        if store is not None and admission is not None:
-            chosen = store
-        else:
-            admission = self._memory.admit(NO_PENDING)
+        if store is None or admission is None:
+            store = self._local_store()
+            admission = store.admit(NO_PENDING)
         self._notify(admission.transition)
         if not admission.allowed:
             raise CircuitOpenError(self.name, admission.retry_after)
-        return chosen, admission
+        return store, admission
 
-    def _failed(
-        self,
-        store: RedisBreakerStore | MemoryBreakerStore,
-        admission: Admission,
-        started: float,
-        exc: Exception,
-    ) -> None:
+    def _failed(self, store: BreakerStore, admission: Admission, started: float, exc: Exception) -> None:
         if is_cancellation(exc):
             # A time limit fired inside the call: it says nothing about the upstream either way.
             self._cancelled(store, admission)
@@ -221,37 +223,29 @@ class CircuitBreaker:
             # The upstream answered (a 4xx, a record that failed validation): it is healthy.
             self._succeeded(store, admission, started)
 
-    def _cancelled(self, store: RedisBreakerStore | MemoryBreakerStore, admission: Admission) -> None:
+    def _cancelled(self, store: BreakerStore, admission: Admission) -> None:
         # Cancelled (shutdown, interrupt): no outcome, but give a probe lease back.
         if admission.token:
             self._report(store, admission, "release", "")
 
-    def _succeeded(
-        self, store: RedisBreakerStore | MemoryBreakerStore, admission: Admission, started: float
-    ) -> None:
+    def _succeeded(self, store: BreakerStore, admission: Admission, started: float) -> None:
         if is_slow(self.policy, self._clock() - started):
             self._report(store, admission, "fail", SLOW_CALL)
         elif admission.token or admission.state != BreakerState.CLOSED:
             self._report(store, admission, "ok", "")
-        elif store is self._memory:
+        elif store is not self._redis:
             # In process a round trip is free: apply the success at once, with the same rule.
             one = PendingSuccesses(admission.generation, 1, admission.failure_seq)
-            self._notify(self._memory.record("flush", -1, None, "", one))
+            self._notify(store.record("flush", -1, None, "", one))
         else:
             self._buffer.add(admission)
             if not admission.clean:
                 # It ends a run of failures: other workers must see that before their next one.
                 self.flush()
 
-    def _report(
-        self,
-        store: RedisBreakerStore | MemoryBreakerStore,
-        admission: Admission,
-        kind: str,
-        error: str,
-    ) -> None:
-        if store is self._memory:
-            tr = self._memory.record(kind, admission.generation, admission.token, error, NO_PENDING)
+    def _report(self, store: BreakerStore, admission: Admission, kind: str, error: str) -> None:
+        if store is not self._redis:
+            tr = store.record(kind, admission.generation, admission.token, error, NO_PENDING)
         else:
             try:
                 tr = store.record(kind, admission.generation, admission.token, error, self._buffer.take())
@@ -260,12 +254,13 @@ class CircuitBreaker:
                 # The shared store missed this outcome; the local breaker counts it instead.
                 if kind != "fail":
                     return
-                tr = self._memory.record(kind, self._memory.stats().generation, None, error, NO_PENDING)
+                local = self._local_store()
+                tr = local.record(kind, local.stats().generation, None, error, NO_PENDING)
         self._notify(tr)
 
     def _command(self, op: str, actor: str) -> Transition:
         # Operators must see a failure rather than silently change one process's local state.
-        store = self._redis or self._memory
+        store = self._redis or self._local_store()
         tr = store.command(op, operator_reason(actor))
         self._notify(tr)
         return tr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 
 from worker.breaker.breaker import CircuitBreaker
@@ -13,8 +15,8 @@ from worker.breaker.listeners import (
     MetricsListener,
 )
 from worker.breaker.policy import BreakerPolicy
-from worker.breaker.redis_store import RedisBreakerStore
 from worker.breaker.state import BreakerStats
+from worker.breaker.store import BreakerStore
 from worker.infra.settings import BreakerSettings, Settings
 
 BREAKER_NAMES = ("odoo", "woocommerce")
@@ -35,8 +37,24 @@ def breaker_redis(settings: Settings) -> redis.Redis:
         retry_on_timeout=False,
         retry_on_error=[],
         health_check_interval=0,
+        **_without_maintenance_notifications(),
     )
     return client
+
+
+def _without_maintenance_notifications() -> dict[str, Any]:
+    """Keep redis-py's check of each connection it hands out (is a reply still unread on it?).
+
+    redis-py versions with ``maint_notifications`` skip that check while maintenance notifications
+    are on, as they are by default; it is what stops a reply left unread by an interrupted call from
+    answering the next one. The notifications serve managed clusters that move shards; the breaker
+    degrades instead.
+    """
+    try:
+        from redis.maint_notifications import MaintNotificationsConfig
+    except ImportError:  # older redis-py always checks
+        return {}
+    return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
 
 
 def key_prefix(settings: Settings, name: str) -> str:
@@ -84,7 +102,7 @@ def list_breakers(
     Raises ``redis.RedisError`` when Redis cannot be reached.
     """
     return [
-        RedisBreakerStore(
+        BreakerStore(
             name, redis_client, BreakerPolicy.from_settings(policy), key_prefix(settings, name)
         ).stats()
         for name, policy in policies.items()

@@ -1,7 +1,7 @@
-"""The breaker policy and the pure decisions made from it.
+"""The breaker policy: its settings, and which outcomes count against an upstream.
 
-The Lua scripts in ``scripts/`` and the in-process store implement the same rules; the functions here
-are the readable statement of them, used by the in-process store and by table tests.
+The rules that use it are written once, in the Lua scripts of ``scripts/`` (run by Redis, or in
+process by ``LocalRedis``); only what happens in the caller, the slow-call rule, is stated here.
 """
 
 from __future__ import annotations
@@ -11,10 +11,6 @@ from dataclasses import dataclass, field
 
 from worker.infra.errors import counts_as_breaker_failure
 from worker.infra.settings import BreakerSettings
-
-# The sliding window is kept as this many buckets, so its memory is bounded whatever the call rate;
-# the window's edge is accurate to window_seconds / WINDOW_BUCKETS.
-WINDOW_BUCKETS = 20
 
 
 @dataclass(frozen=True)
@@ -45,16 +41,12 @@ class BreakerPolicy:
         """One upstream's policy from its ``<UPSTREAM>_BREAKER__*`` settings."""
         return cls(**settings.model_dump(), counts_as_failure=counts_as_failure)
 
-    @property
-    def bucket_seconds(self) -> float:
-        return self.window_seconds / WINDOW_BUCKETS
-
     def script_args(self) -> list[float | int]:
-        """The policy in the order scripts/common.lua reads it (ARGV 1..10)."""
+        """The policy in the order scripts/common.lua reads it (ARGV 1..10, its POLICY_ARGV)."""
         return [
             self.failure_threshold,
             self.failure_rate_threshold,
-            self.bucket_seconds,
+            self.window_seconds,
             self.minimum_calls,
             self.open_seconds,
             self.open_backoff_multiplier,
@@ -63,25 +55,6 @@ class BreakerPolicy:
             self.permit_timeout_seconds,
             self.success_threshold,
         ]
-
-
-def should_trip(
-    policy: BreakerPolicy, consecutive_failures: int, window_calls: int, window_failures: int
-) -> str | None:
-    """The rule that trips a CLOSED breaker after a failure, or None."""
-    if consecutive_failures >= policy.failure_threshold:
-        return "consecutive_failures"
-    if window_calls >= policy.minimum_calls and (
-        window_failures >= policy.failure_rate_threshold * window_calls
-    ):
-        return "failure_rate"
-    return None
-
-
-def open_duration(policy: BreakerPolicy, failed_probes: int) -> float:
-    """How long to stay OPEN: grows by the multiplier after each failed probe, up to the maximum."""
-    grown = policy.open_seconds * policy.open_backoff_multiplier**failed_probes
-    return min(grown, max(policy.open_max_seconds, policy.open_seconds))
 
 
 def is_slow(policy: BreakerPolicy, duration_seconds: float) -> bool:

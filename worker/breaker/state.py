@@ -95,20 +95,7 @@ class PendingSuccesses:
     def is_empty(self) -> bool:
         return self.count + self.stale_count == 0
 
-    def encode(self) -> list[bytes]:
-        """The five script arguments (ARGV 11..15)."""
-        if self.count + self.stale_count == 0:
-            return NO_PENDING_ARGS
-        return [
-            b"%d" % self.generation,
-            b"%d" % self.count,
-            b"%d" % self.max_failure_seq,
-            b"%.6f" % self.age_seconds,
-            b"%d" % self.stale_count,
-        ]
 
-
-NO_PENDING_ARGS = [b"-1", b"0", b"0", b"0", b"0"]
 NO_PENDING = PendingSuccesses()
 
 

@@ -251,7 +251,7 @@ class HttpTransport:
         if issubclass(error_cls, RetriableUpstreamError):
             wait = parse_retry_after(headers.get("Retry-After"), self._clock)
             if status == 503 and wait is not None:
-                # A 503 that says when to come back is a host pacing us (maintenance mode, a WAF), not an outage.
+                # A 503 that says when to come back is a host pacing us (maintenance, a WAF): no outage.
                 error_cls = RateLimited
             return error_cls(message, retry_after=wait, status_code=status, response=response, **ctx)
         return error_cls(message, status_code=status, response=response, **ctx)

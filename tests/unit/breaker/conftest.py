@@ -31,7 +31,7 @@ def fake_redis(server: fakeredis.FakeServer) -> fakeredis.FakeRedis:
     return fakeredis.FakeRedis(server=server)
 
 
-@pytest.fixture(params=["memory", "fakeredis"])
+@pytest.fixture(params=["local", "fakeredis"])
 def make_breaker(
     request: pytest.FixtureRequest, clock: FakeClock, server: fakeredis.FakeServer
 ) -> Iterator[BreakerMaker]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -220,7 +221,7 @@ def test_forked_child_does_not_resend_parent_successes(
 def test_threads_share_a_breaker_and_every_success_is_counted(
     server: fakeredis.FakeServer, clock: FakeClock
 ) -> None:
-    # One thread at a time uses the store's own connection; the others take one from the pool.
+    # Threads share the client's connection pool; every success still reaches Redis once.
     b = worker(server, clock)
     start = threading.Barrier(8)
 
@@ -264,10 +265,10 @@ def test_interrupt_between_send_and_read_leaves_no_reply_behind(
     assert a.call(lambda: "ok") == "ok"  # the answer to this call, not the one left unread
 
 
-def test_window_stays_bounded_and_exact_on_the_fast_path(
+def test_window_stays_bounded_and_exact_on_healthy_calls(
     server: fakeredis.FakeServer, clock: FakeClock
 ) -> None:
-    # Healthy calls mostly add to the newest bucket without reading the window; each new bucket
+    # Healthy calls add to the newest bucket without reading the window; each new bucket
     # still trims the old ones, however long the run.
     b = worker(server, clock, window_seconds=20)  # buckets of 1 s
     client = fakeredis.FakeRedis(server=server)
@@ -281,3 +282,60 @@ def test_window_stays_bounded_and_exact_on_the_fast_path(
     # A buffered success is dated when it arrives: the window (the last 20 s) holds 19 seconds of
     # three calls each, plus the last success, flushed in the new second.
     assert (stats.window_calls, stats.total_successes) == (19 * 3 + 1, 300)
+
+
+def test_in_process_store_is_created_only_when_redis_fails(
+    server: fakeredis.FakeServer, clock: FakeClock
+) -> None:
+    b = worker(server, clock, failure_threshold=1)
+    b.call(lambda: None)
+    b.flush()
+    assert not b.stats().degraded
+    assert b._local == {}  # no Lua runtime in a process whose Redis always answered
+    server.connected = False
+    b.call(lambda: None)
+    assert b.stats().degraded
+    assert "store" in b._local
+
+
+def test_degraded_breaker_keeps_working_in_a_forked_child(clock: FakeClock) -> None:
+    import os
+
+    b = CircuitBreaker("up", None, BreakerPolicy(failure_threshold=1), clock=clock)
+    b.call(lambda: None)  # the in-process store and its runtime exist before the fork
+    pid = os.fork()
+    if pid == 0:
+        try:
+            with contextlib.suppress(RetriableUpstreamError):
+                b.call(boom)
+            os._exit(0 if b.state() == BreakerState.OPEN else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert b.state() == BreakerState.CLOSED  # the child's failure stayed in the child
+
+
+def test_healthy_admission_runs_one_hmget_and_no_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same script runs on Redis; what it asks of the in-process keyspace it asks of Redis.
+    from worker.breaker.keyspace import Keyspace
+    from worker.breaker.local_redis import LocalRedis
+    from worker.breaker.state import NO_PENDING, PendingSuccesses
+    from worker.breaker.store import BreakerStore
+
+    commands: list[str] = []
+    execute = Keyspace.execute
+
+    def recording(self: Keyspace, args: list[bytes]) -> Any:
+        commands.append(args[0].decode())
+        return execute(self, args)
+
+    monkeypatch.setattr(Keyspace, "execute", recording)
+    store = BreakerStore("up", LocalRedis(clock=lambda: 1_700_000_000.0), BreakerPolicy(), "up")
+    store.admit(PendingSuccesses(0, 1, 0))  # starts the window's bucket
+    commands.clear()
+    store.admit(NO_PENDING)
+    assert commands == ["HMGET"]
+    commands.clear()
+    store.admit(PendingSuccesses(0, 1, 0))  # a buffered success: the clock, one write each
+    assert commands == ["HMGET", "TIME", "HINCRBY", "HSET"]

@@ -1,7 +1,9 @@
 """Random sequences of calls, clock moves and operator commands against a reference model.
 
-Two workers share one fakeredis, so buffered successes and generations are exercised. The model
-is deliberately naive: one timeline, plain counters, the window as a list of dated entries.
+Two workers share one fakeredis, so buffered successes and generations are exercised; a second
+machine runs the same rules on the in-process store a worker falls back to (nothing buffered). The
+model is deliberately naive: one timeline, plain counters, the window as a list of dated entries,
+and the rules written out here, independently of the scripts.
 """
 
 from __future__ import annotations
@@ -53,15 +55,22 @@ class Model:
     oks: int = 0
     rejected: int = 0
     pending: dict[int, list[int]] = field(default_factory=lambda: {0: [], 1: []})
+    buffers: bool = True  # False: every success reaches the store at once (the in-process store)
 
     def window_counts(self) -> tuple[int, int]:
         lo = math.floor(self.now / BUCKET) - 19
         live = [(c, f) for t, c, f in self.window if math.floor(t / BUCKET) >= lo]
         return sum(c for c, _ in live), sum(f for _, f in live)
 
+    def trips(self) -> bool:
+        """A failure in CLOSED trips: three in a row, or half the window once it holds six calls."""
+        calls, fails = self.window_counts()
+        return self.run >= 3 or (calls >= 6 and fails >= 0.5 * calls)
+
     def move(self, new: str) -> None:
         self.state, self.gen, self.cs = new, self.gen + 1, 0
         if new == "open":
+            # Open for 4 s, doubled by each failed probe, at most 16 s.
             self.next_at = self.now + min(4 * 2**self.probes_failed, 16)
         if new in ("closed", "forced_closed"):
             self.run = self.probes_failed = 0
@@ -85,7 +94,7 @@ class Model:
         return True
 
     def outcome(self, w: int, ok: bool) -> None:
-        if ok and self.state == "closed" and self.run == 0:
+        if self.buffers and ok and self.state == "closed" and self.run == 0:
             self.pending[w].append(self.gen)  # buffered until this worker's next round trip
             return
         self.apply_pending(w)
@@ -100,8 +109,7 @@ class Model:
         elif self.state == "closed":
             self.run += 1
             self.window.append((self.now, 1, 1))
-            calls, fails = self.window_counts()
-            if self.run >= 3 or (calls >= 6 and fails >= 0.5 * calls):
+            if self.trips():
                 self.move("open")
         elif self.state == "half_open" and not ok:
             self.probes_failed += 1
@@ -118,12 +126,15 @@ class BreakerMachine(RuleBasedStateMachine):
         self.clock = FakeClock()
         self.patch = pytest.MonkeyPatch()
         self.patch.setattr(server_mixin, "time", SimpleNamespace(time=self.clock))
+        self.workers = self.make_workers()
+        self.model = Model(now=self.clock.now, buffers=self.workers[0] is not self.workers[1])
+
+    def make_workers(self) -> list[CircuitBreaker]:
         server = fakeredis.FakeServer()
-        self.workers = [
+        return [
             CircuitBreaker("m", fakeredis.FakeRedis(server=server), POLICY, clock=self.clock)
             for _ in range(2)
         ]
-        self.model = Model(now=self.clock.now)
 
     def teardown(self) -> None:
         self.patch.undo()
@@ -190,10 +201,21 @@ class BreakerMachine(RuleBasedStateMachine):
             assert s.consecutive_failures == m.run
 
 
-TestBreakerMachine = BreakerMachine.TestCase
-TestBreakerMachine.settings = settings(
+class LocalBreakerMachine(BreakerMachine):
+    """The store a process falls back to without Redis: the same scripts, run in process."""
+
+    def make_workers(self) -> list[CircuitBreaker]:
+        one = CircuitBreaker("m", None, POLICY, clock=self.clock)
+        return [one, one]
+
+
+MACHINE_SETTINGS = settings(
     max_examples=100,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+TestBreakerMachine = BreakerMachine.TestCase
+TestBreakerMachine.settings = MACHINE_SETTINGS
+TestLocalBreakerMachine = LocalBreakerMachine.TestCase
+TestLocalBreakerMachine.settings = MACHINE_SETTINGS
