@@ -23,10 +23,17 @@ Protocol with the shared store (see scripts/*.lua), at most two round trips per 
   at the end of a task if the stats must be exact). Until then the window may be missing one
   success per process, which can only make the rate rule slightly stricter.
 
+**The request budget** (optional, ``budget=``): admission also asks the host's budget for a slot in
+the same script run, and the call sleeps until its slot (the time the script returned: no polling).
+A refusal (``RateLimited``: a 429, a 503 with Retry-After) is reported to the budget, which lowers the
+host's rate for the whole fleet and pauses it for a Retry-After; it counts as a breaker failure only
+when the budget was already at its floor. Successes raise the rate, carried by the next admission.
+
 No lock is held around the guarded call; the scripts serialise the decisions. If Redis cannot be
 reached, the same scripts run in this process (``LocalRedis``, created on first need) against its own
 keyspace, and Redis is tried again only after ``retry_interval`` seconds, so a dead Redis costs one
-short timeout per interval, not per call.
+short timeout per interval, not per call. The budget degrades with it: each process then keeps its own
+budget per host, at ``degraded_share`` of the ceiling (it cannot know how many others are calling).
 """
 
 from __future__ import annotations
@@ -53,8 +60,8 @@ from worker.breaker.state import (
     PendingSuccesses,
     Transition,
 )
-from worker.breaker.store import BreakerStore
-from worker.infra.errors import CircuitOpenError, is_cancellation
+from worker.breaker.store import BreakerStore, BudgetBinding
+from worker.infra.errors import BudgetPaused, CircuitOpenError, RateLimited, is_cancellation
 
 logger = logging.getLogger("worker.breaker")
 
@@ -87,16 +94,33 @@ class CircuitBreaker:
         clock: Callable[[], float] = time.time,
         key_prefix: str | None = None,
         retry_interval: float = 5.0,
+        budget: BudgetBinding | None = None,
+        degraded_share: float = 0.25,
+        local_host: LocalRedis | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.name = name
         self.policy = policy
+        self.budget = budget
         self._listener = listener
         self._clock = clock
+        self._sleep = sleep
         self._retry_interval = retry_interval
         self._key_prefix = key_prefix or f"syncworker:breaker:{{{name}}}"
         self._redis = (
-            BreakerStore(name, redis_client, policy, self._key_prefix) if redis_client is not None else None
+            BreakerStore(name, redis_client, policy, self._key_prefix, budget)
+            if redis_client is not None
+            else None
         )
+        # The in-process keyspace; shared by a process's breakers, so sources on one host share
+        # its degraded budget as they share the fleet's.
+        self._local_host = local_host
+        self._degraded_budget = (
+            BudgetBinding(budget.host, budget.key, budget.policy.degraded(degraded_share)) if budget else None
+        )
+        # Successes since the last admission, which raise the host's rate. A plain counter: a race
+        # between page threads can lose one, which only makes the rate climb a little slower.
+        self._paced_successes = 0
         # Holds the in-process store once created; setdefault publishes it atomically, so threads
         # racing to create it agree on one without a lock (which a fork could leave held).
         self._local: dict[str, BreakerStore] = {}
@@ -143,6 +167,11 @@ class CircuitBreaker:
             raise
         self._succeeded(store, admission, started)
 
+    @property
+    def budget_host(self) -> str | None:
+        """The host whose request budget this breaker's calls draw on (None: no budget)."""
+        return self.budget.host if self.budget is not None else None
+
     # -- reading and operating ---------------------------------------------------------------------
 
     def stats(self) -> BreakerStats:
@@ -184,7 +213,8 @@ class CircuitBreaker:
         """This process's own store: the same scripts, run in process, created on first need."""
         store = self._local.get("store")
         if store is None:
-            created = BreakerStore(self.name, LocalRedis(self._clock), self.policy, self._key_prefix)
+            host = self._local_host or LocalRedis(self._clock)
+            created = BreakerStore(self.name, host, self.policy, self._key_prefix, self._degraded_budget)
             store = self._local.setdefault("store", created)
         return store
 
@@ -199,24 +229,33 @@ class CircuitBreaker:
     def _admit(self) -> tuple[BreakerStore, Admission]:
         store = self._store()
         admission = None
+        paced, self._paced_successes = self._paced_successes, 0
         if store is not None:
             try:
-                admission = store.admit(self._buffer.take())
+                admission = store.admit(self._buffer.take(), paced)
                 self._recovered()
             except redis.RedisError as exc:
                 self._degrade(exc)
         if store is None or admission is None:
             store = self._local_store()
-            admission = store.admit(NO_PENDING)
+            admission = store.admit(NO_PENDING, paced)
         self._notify(admission.transition)
+        if admission.budget_event is not None:
+            self._notify_budget(admission.budget_event, admission.budget_rate, 0.0)
+        if admission.budget_refused:
+            raise BudgetPaused(self.budget_host or self.name, admission.wait)
         if not admission.allowed:
             raise CircuitOpenError(self.name, admission.retry_after)
+        if admission.wait > 0:
+            self._sleep(admission.wait)
         return store, admission
 
     def _failed(self, store: BreakerStore, admission: Admission, started: float, exc: Exception) -> None:
         if is_cancellation(exc):
             # A time limit fired inside the call: it says nothing about the upstream either way.
             self._cancelled(store, admission)
+        elif isinstance(exc, RateLimited) and self.budget is not None:
+            self._refused(store, admission, exc)
         elif self.policy.counts_as_failure(exc):
             self._report(store, admission, "fail", error_label(exc))
         else:
@@ -228,7 +267,24 @@ class CircuitBreaker:
         if admission.token:
             self._report(store, admission, "release", "")
 
+    def _refused(self, store: BreakerStore, admission: Admission, exc: RateLimited) -> None:
+        retry_after = exc.retry_after or 0.0
+        pending = NO_PENDING if store is not self._redis else self._buffer.take()
+        try:
+            tr, head = store.record_refusal(admission, error_label(exc), retry_after, pending)
+        except redis.RedisError as degraded:
+            self._degrade(degraded)
+            # The fleet's budget missed this refusal; this process's own budget learns it instead.
+            local = self._local_store()
+            tr, head = local.record_refusal(admission, error_label(exc), retry_after, NO_PENDING)
+        self._notify(tr)
+        event = head.get("event", "-")
+        if event != "-":
+            self._notify_budget(event, float(head["rate"]), retry_after)
+
     def _succeeded(self, store: BreakerStore, admission: Admission, started: float) -> None:
+        if self.budget is not None:
+            self._paced_successes += 1
         if is_slow(self.policy, self._clock() - started):
             self._report(store, admission, "fail", SLOW_CALL)
         elif admission.token or admission.state != BreakerState.CLOSED:
@@ -287,6 +343,19 @@ class CircuitBreaker:
             self._listener.on_store_change(self.name, degraded, detail)
         except Exception:
             logger.exception("breaker listener failed", extra={"breaker": self.name})
+
+    def _notify_budget(self, events: str, rate: float, retry_after: float) -> None:
+        on_budget = getattr(self._listener, "on_budget", None)
+        if on_budget is None or self.budget is None:
+            return
+        detail = {"breaker": self.name, "rate": rate, "ceiling": self.budget.policy.ceiling}
+        if retry_after:
+            detail["retry_after"] = retry_after
+        for event in events.split(","):
+            try:
+                on_budget(self.budget.host, event, dict(detail))
+            except Exception:
+                logger.exception("breaker listener failed", extra={"breaker": self.name})
 
     def _notify(self, tr: Transition | None) -> None:
         if tr is None or self._listener is None:

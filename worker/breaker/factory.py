@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import redis
@@ -14,9 +15,11 @@ from worker.breaker.listeners import (
     LoggingListener,
     MetricsListener,
 )
+from worker.breaker.local_redis import LocalRedis
 from worker.breaker.policy import BreakerPolicy
 from worker.breaker.state import BreakerStats
-from worker.breaker.store import BreakerStore
+from worker.breaker.store import BreakerStore, BudgetBinding
+from worker.budget.policy import BudgetPolicy
 from worker.infra.settings import BreakerSettings, Settings
 
 BREAKER_NAMES = ("odoo", "woocommerce")
@@ -78,11 +81,17 @@ def build_breaker(
     redis_client: redis.Redis | None,
     event_log: EventLogLike,
     policy: BreakerSettings | None = None,
+    budget: tuple[str, BudgetPolicy] | None = None,
 ) -> CircuitBreaker:
     """The breaker ``name`` (``<kind>:<source>``), writing its transitions to the event log.
 
     ``policy`` is the source's (the kind's with its overrides); without one, the upstream's settings.
+    ``budget`` is the source's host and its budget policy: its calls then draw on that host's
+    request budget (none when the policy's ceiling is 0).
     """
+    binding = None
+    if budget is not None and budget[1].enabled:
+        binding = BudgetBinding.for_host(budget[0], budget[1], settings.redis_key_prefix)
     return CircuitBreaker(
         name,
         redis_client,
@@ -90,7 +99,17 @@ def build_breaker(
         listener=ListenerGroup(EventLogListener(event_log), LoggingListener(), MetricsListener()),
         key_prefix=key_prefix(settings, name),
         retry_interval=settings.breaker_redis_retry_interval_seconds,
+        budget=binding,
+        degraded_share=settings.budget_degraded_share,
+        local_host=process_local_redis(),
     )
+
+
+@functools.cache
+def process_local_redis() -> LocalRedis:
+    """The keyspace every breaker of this process falls back to, so the sources on one host share
+    one degraded budget here as they share the fleet's in Redis (a forked child keeps a copy)."""
+    return LocalRedis()
 
 
 def list_breakers(

@@ -46,6 +46,14 @@ class BreakerListener(Protocol):
     def on_store_change(self, name: str, degraded: bool, detail: str) -> None: ...
 
 
+class BudgetListener(Protocol):
+    """Optionally also hears a host's request budget cross a threshold: 'lowered' (it left its
+    ceiling, halved again, or reached its floor), 'restored' (back at the ceiling) or 'paused'
+    (a Retry-After started a pause). Told once, by the process whose script run crossed it."""
+
+    def on_budget(self, host: str, event: str, detail: dict[str, Any]) -> None: ...
+
+
 def operator_reason(actor: str) -> str:
     """The reason recorded for a manual command; the actor is kept for the audit trail."""
     return f"{OPERATOR_PREFIX}{actor}"
@@ -94,6 +102,9 @@ class EventLogListener:
         event = "breaker.degraded" if degraded else "breaker.recovered"
         self.event_log.record(event, aggregate_id=name, payload={"breaker": name, "detail": detail})
 
+    def on_budget(self, host: str, event: str, detail: dict[str, Any]) -> None:
+        self.event_log.record(f"budget.{event}", aggregate_id=host, payload={"host": host, **detail})
+
 
 class LoggingListener:
     """Logs transitions as structured records."""
@@ -117,6 +128,9 @@ class LoggingListener:
             "degraded" if degraded else "recovered",
             extra={"breaker": name, "detail": detail},
         )
+
+    def on_budget(self, host: str, event: str, detail: dict[str, Any]) -> None:
+        logger.warning("request budget %s", event, extra={"host": host, **detail})
 
 
 class MetricsListener:
@@ -164,3 +178,13 @@ class ListenerGroup:
                 listener.on_store_change(name, degraded, detail)
             except Exception:
                 logger.exception("breaker listener failed", extra={"breaker": name})
+
+    def on_budget(self, host: str, event: str, detail: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            on_budget = getattr(listener, "on_budget", None)
+            if on_budget is None:
+                continue
+            try:
+                on_budget(host, event, detail)
+            except Exception:
+                logger.exception("breaker listener failed", extra={"host": host})

@@ -20,22 +20,47 @@ from worker.breaker.state import (
     PendingSuccesses,
     Transition,
 )
+from worker.budget.policy import BudgetPolicy
 
-SCRIPT_DIRS = (resources.files("worker.breaker") / "scripts",)
+# The budget's chunk lives with the budget; the admit and record scripts include it.
+SCRIPT_DIRS = (resources.files("worker.breaker") / "scripts", resources.files("worker.budget") / "scripts")
 SOURCES = {name: load_script(name, SCRIPT_DIRS) for name in ("admit", "record", "command", "stats")}
 
-# The reply's head, in order; then the transition's old state, new state and reason.
-HEAD_FIELDS = ("allowed", "state", "gen", "retry_after", "token", "fseq", "okseq")
+# The reply's head, in order: the breaker's fields, the budget's; then the transition's old state, new
+# state and reason.
+BREAKER_FIELDS = ("allowed", "state", "gen", "retry_after", "token", "fseq", "okseq")
+# wait: seconds until the call's slot (below zero: no slot within the policy's max_wait, nothing
+# reserved); slot: when it is, in Redis time; epoch: the budget's, to fence a later refusal; rate: the
+# host's rate now; event: a threshold it crossed; at_floor: a refusal the breaker counted.
+BUDGET_FIELDS = ("wait", "slot", "bepoch", "rate", "event", "at_floor")
+HEAD_FIELDS = (*BREAKER_FIELDS, *BUDGET_FIELDS)
 STATES = {state.value: state for state in BreakerState}
 
 NO_PENDING_ARGS = [b"-1", b"0", b"0", b"0", b"0"]
 NO_LEASE = "-"  # the head's token field when no half-open permit was granted
 NO_OPERATION = [b"", b"-1", b"", b""]
+NO_BUDGET_ARGS: list[bytes] = []
 
 
-def keys(prefix: str) -> list[str]:
-    """KEYS 1..3: the state hash, the window's buckets, the half-open permits (one hash tag)."""
-    return [f"{prefix}:state", f"{prefix}:window", f"{prefix}:permits"]
+def keys(prefix: str, budget_key: str | None = None) -> list[str]:
+    """KEYS 1..3: the state hash, the window's buckets, the half-open permits (one hash tag); 4: the
+    host's budget hash, for a breaker whose calls draw on a request budget."""
+    breaker = [f"{prefix}:state", f"{prefix}:window", f"{prefix}:permits"]
+    return breaker if budget_key is None else [*breaker, budget_key]
+
+
+def budget_args(
+    policy: BudgetPolicy | None, successes: int = 0, epoch: int = -1, retry_after: float = 0.0
+) -> list[bytes]:
+    """ARGV 20..29: the budget's policy, then successes to credit, the epoch a refusal's call was
+    admitted in and its Retry-After. Nothing at all without a budget."""
+    if policy is None:
+        return NO_BUDGET_ARGS
+    return [a.encode() for a in policy.script_args()] + [
+        b"%d" % successes,
+        b"%d" % epoch,
+        b"%.6f" % retry_after,
+    ]
 
 
 def policy_args(policy: BreakerPolicy) -> list[bytes]:
@@ -62,9 +87,12 @@ def operation_args(op: str, generation: int = -1, token: str | None = None, deta
 
 
 def script_args(
-    policy: Sequence[bytes], pending: PendingSuccesses, operation: Sequence[bytes]
+    policy: Sequence[bytes],
+    pending: PendingSuccesses,
+    operation: Sequence[bytes],
+    budget: Sequence[bytes] = NO_BUDGET_ARGS,
 ) -> list[bytes]:
-    return [*policy, *pending_args(pending), *operation]
+    return [*policy, *pending_args(pending), *operation, *budget]
 
 
 def parse_reply(name: str, reply: Any) -> tuple[dict[str, str], Transition | None]:
@@ -80,8 +108,10 @@ def parse_reply(name: str, reply: Any) -> tuple[dict[str, str], Transition | Non
 
 def admission(head: dict[str, str], transition: Transition | None) -> Admission:
     failure_seq = int(head["fseq"])
+    wait = float(head["wait"])
     return Admission(
-        allowed=head["allowed"] == "1",
+        # A breaker that admits a call the budget has no slot for still refuses it (budget_refused).
+        allowed=head["allowed"] == "1" and wait >= 0,
         state=STATES[head["state"]],
         generation=int(head["gen"]),
         retry_after=max(0.0, float(head["retry_after"])),
@@ -89,7 +119,19 @@ def admission(head: dict[str, str], transition: Transition | None) -> Admission:
         failure_seq=failure_seq,
         transition=transition,
         clean=failure_seq == int(head["okseq"]),
+        wait=abs(wait),
+        slot_at=float(head["slot"]),
+        budget_epoch=int(head["bepoch"]),
+        budget_rate=float(head["rate"]),
+        budget_event=budget_event(head),
+        budget_refused=wait < 0,
     )
+
+
+def budget_event(head: dict[str, str]) -> str | None:
+    """The threshold the host's budget crossed in this script run ('lowered', 'paused', ...), if any."""
+    event = head.get("event", "-")
+    return None if event == "-" else event
 
 
 def parse_stats(name: str, raw: dict[str, str]) -> BreakerStats:

@@ -76,6 +76,15 @@ class Admission:
     failure_seq: int = 0
     transition: Transition | None = None
     clean: bool = True
+    # The request budget (zero and None without one): how long to wait for the call's slot, when the
+    # slot is (Redis time), the budget's epoch (fences a later refusal), the host's rate now, a
+    # threshold the rate crossed; ``budget_refused``: no slot within the longest a call may wait.
+    wait: float = 0.0
+    slot_at: float = 0.0
+    budget_epoch: int = 0
+    budget_rate: float = 0.0
+    budget_event: str | None = None
+    budget_refused: bool = False
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ leases scored by expiry). Every method is one script run: one round trip on Redi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis
@@ -17,6 +18,22 @@ import redis
 from worker.breaker import protocol
 from worker.breaker.policy import BreakerPolicy
 from worker.breaker.state import NO_PENDING, Admission, BreakerStats, PendingSuccesses, Transition
+from worker.budget.hosts import budget_key
+from worker.budget.policy import BudgetPolicy
+
+
+@dataclass(frozen=True)
+class BudgetBinding:
+    """The request budget a breaker's calls draw on: the host's, shared by every source there."""
+
+    host: str
+    key: str
+    policy: BudgetPolicy
+
+    @classmethod
+    def for_host(cls, host: str, policy: BudgetPolicy, key_prefix: str) -> BudgetBinding:
+        """``key_prefix`` is the fleet's REDIS_KEY_PREFIX."""
+        return cls(host, budget_key(key_prefix, host), policy)
 
 
 class Script(Protocol):
@@ -30,28 +47,54 @@ class ScriptHost(Protocol):
 class BreakerStore:
     """The four operations of a breaker, each one run of its script."""
 
-    def __init__(self, name: str, host: ScriptHost, policy: BreakerPolicy, key_prefix: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        host: ScriptHost,
+        policy: BreakerPolicy,
+        key_prefix: str,
+        budget: BudgetBinding | None = None,
+    ) -> None:
         self.name = name
-        self.keys = protocol.keys(key_prefix)
+        self.budget = budget
+        self.keys = protocol.keys(key_prefix, budget.key if budget else None)
         self._policy = protocol.policy_args(policy)
+        self._budget_policy = budget.policy if budget else None
         self._scripts = {n: host.register_script(source) for n, source in protocol.SOURCES.items()}
         self._pool = host.connection_pool if isinstance(host, redis.Redis) else None
         # The most common call of all, admission with nothing buffered, has the same arguments always.
-        self._admit_idle = protocol.script_args(self._policy, NO_PENDING, protocol.NO_OPERATION)
-
-    def admit(self, pending: PendingSuccesses) -> Admission:
-        args = (
-            self._admit_idle
-            if pending.is_empty()
-            else protocol.script_args(self._policy, pending, protocol.NO_OPERATION)
+        self._admit_idle = protocol.script_args(
+            self._policy, NO_PENDING, protocol.NO_OPERATION, protocol.budget_args(self._budget_policy)
         )
+
+    def admit(self, pending: PendingSuccesses, paced_successes: int = 0) -> Admission:
+        """May the call go, and (with a budget) when: ``paced_successes`` raise the host's rate."""
+        if pending.is_empty() and paced_successes == 0:
+            args = self._admit_idle
+        else:
+            budget = protocol.budget_args(self._budget_policy, paced_successes)
+            args = protocol.script_args(self._policy, pending, protocol.NO_OPERATION, budget)
         return protocol.admission(*self._run("admit", args))
 
     def record(
         self, kind: str, generation: int, token: str | None, error: str, pending: PendingSuccesses
     ) -> Transition | None:
         operation = protocol.operation_args(kind, generation, token, error)
-        return self._run("record", protocol.script_args(self._policy, pending, operation))[1]
+        budget = protocol.budget_args(self._budget_policy)
+        return self._run("record", protocol.script_args(self._policy, pending, operation, budget))[1]
+
+    def record_refusal(
+        self, admission: Admission, error: str, retry_after: float, pending: PendingSuccesses
+    ) -> tuple[Transition | None, dict[str, str]]:
+        """The host refused a call to pace us (429, 503 + Retry-After): the budget's signal.
+
+        Returns the breaker's transition (a refusal at the budget's floor counts as a failure) and
+        the reply's budget fields (rate, event, at_floor).
+        """
+        operation = protocol.operation_args("throttle", admission.generation, admission.token, error)
+        budget = protocol.budget_args(self._budget_policy, 0, admission.budget_epoch, retry_after)
+        head, transition = self._run("record", protocol.script_args(self._policy, pending, operation, budget))
+        return transition, head
 
     def command(self, op: str, reason: str) -> Transition:
         operation = protocol.operation_args(op, detail=reason)

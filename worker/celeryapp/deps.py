@@ -122,8 +122,10 @@ class SourceDepsCache:
         settings = kind.configure(get_settings(), source)
         event_log = get_event_log()
         policy = kind.breaker_policy(get_settings(), source)
+        # Every source on one host draws on that host's budget, whichever worker runs it.
+        budget = (kind.budget_host(source), kind.budget_policy(get_settings(), source))
         breaker = build_breaker(
-            kind.breaker_name(source.name), settings, get_breaker_redis(), event_log, policy
+            kind.breaker_name(source.name), settings, get_breaker_redis(), event_log, policy, budget
         )
         client = kind.build_client(settings, breaker, event_log, build_retrying(settings))
         return SyncDeps(settings, get_session_factory(), get_redis(), event_log, breaker, client, kind)

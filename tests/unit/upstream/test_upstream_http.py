@@ -13,6 +13,7 @@ from worker.infra.errors import (
     AuthenticationError,
     FatalUpstreamError,
     MalformedPayload,
+    RateLimited,
     ResponseTooLarge,
     RetriableUpstreamError,
 )
@@ -49,7 +50,7 @@ def ok(req: Request) -> Reply:
         (404, FatalUpstreamError),
         (408, RetriableUpstreamError),
         (422, FatalUpstreamError),
-        (429, RetriableUpstreamError),
+        (429, RateLimited),
         (500, RetriableUpstreamError),
         (502, RetriableUpstreamError),
         (503, RetriableUpstreamError),
@@ -95,6 +96,23 @@ def test_429_with_retry_after_and_woo_error_body(transport: HttpTransport) -> No
     assert "too_many: Slow down" in err.message
     assert err.upstream == "woocommerce" and err.operation == "fetch_products"
     assert err.response is not None and err.response["headers"]["retry-after"] == "7"
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"Retry-After": "600"}, RateLimited),  # WordPress maintenance mode, a WAF: pacing us
+        ({}, RetriableUpstreamError),  # no word on when: an outage as far as anyone can tell
+    ],
+    ids=["with-retry-after", "without"],
+)
+def test_503_is_a_refusal_only_when_it_says_when_to_come_back(
+    transport: HttpTransport, headers: dict[str, str], expected: type[Exception]
+) -> None:
+    reply = Reply(503, {"Content-Type": "text/html", **headers}, b"<html>Briefly unavailable</html>")
+    with ScriptedServer(lambda r: reply) as srv, pytest.raises(RetriableUpstreamError) as info:
+        transport.request("GET", srv.url + "/x", operation="fetch_products")
+    assert type(info.value) is expected
 
 
 def test_declared_oversize_rejected_before_reading(transport: HttpTransport) -> None:

@@ -133,3 +133,41 @@ def test_retry_after_beyond_the_delay_budget_stops_instead_of_sleeping(settings_
     with pytest.raises(RetriableUpstreamError):
         guarded(s, breaker, log, sleeps)("op", failing(errs))
     assert sleeps == [] and breaker.calls == 1
+
+
+def test_a_paced_host_refusing_is_sent_again_without_using_an_attempt(settings: Any) -> None:
+    """With a request budget the refusal already slowed the fleet: no backoff, no attempt spent."""
+    from worker.infra.errors import RateLimited
+
+    breaker, log, sleeps = FakeBreaker(), FakeEventLog(), []
+    breaker.budget_host = "shop.example"  # type: ignore[attr-defined]
+    errs: list[BaseException] = [
+        RateLimited("429", operation="op", status_code=429, retry_after=2) for _ in range(6)
+    ]
+    assert guarded(settings, breaker, log, sleeps)("op", failing(errs)) == "done"
+    assert breaker.calls == 7  # six refusals absorbed, then the call that succeeded
+    assert sleeps == []  # the budget sleeps for the slot, tenacity adds nothing
+    assert log.events == []  # not failed attempts: the budget writes its own threshold events
+
+
+def test_without_a_budget_a_refusal_is_an_ordinary_retried_failure(settings: Any) -> None:
+    from worker.infra.errors import RateLimited
+
+    breaker, log, sleeps = FakeBreaker(), FakeEventLog(), []
+    errs: list[BaseException] = [RateLimited("429", operation="op", status_code=429, retry_after=2)]
+    assert guarded(settings, breaker, log, sleeps)("op", failing(errs)) == "done"
+    assert sleeps == [2.0] and [e.payload["attempt"] for e in log.events] == [1]
+
+
+def test_absorbed_refusals_are_bounded_per_attempt(settings: Any) -> None:
+    from worker.infra.errors import RateLimited
+    from worker.upstream.calls import ABSORBED_REFUSALS_PER_ATTEMPT
+
+    breaker, log, sleeps = FakeBreaker(), FakeEventLog(), []
+    breaker.budget_host = "shop.example"  # type: ignore[attr-defined]
+    errs: list[BaseException] = [RateLimited("429", operation="op", status_code=429) for _ in range(1000)]
+    with pytest.raises(RateLimited):
+        guarded(settings, breaker, log, sleeps)("op", failing(errs))
+    # Each of the 4 attempts absorbs its share, then fails as a retriable error would.
+    assert breaker.calls == 4 * (ABSORBED_REFUSALS_PER_ATTEMPT + 1)
+    assert [e.payload["final"] for e in log.events] == [False, False, False, True]

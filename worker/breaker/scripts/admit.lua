@@ -1,9 +1,23 @@
 -- "May I call?" Applies pending successes, moves OPEN to HALF_OPEN once the open period is over,
 -- and hands out at most HALF_MAX probe permits (leases) fleet-wide.
 --#include common
+--#include budget
+
+-- The call may go as far as the breaker is concerned: now the host's budget gives it a slot. False
+-- when no slot is free within the longest a call may wait (a long Retry-After): nothing reserved.
+local function budget_slot()
+  if BUDGET == nil then return true end
+  local t = now()
+  local r = budget_admit(BUDGET, t, budget_policy(ARGV, 20), tonumber(ARGV[27]))
+  budget_said = fmt(r[1]) .. ' ' .. fmt(t + math.abs(r[1])) .. ' ' .. r[2] .. ' ' .. budget_rate(r[3]) .. ' '
+    .. r[4] .. ' 0'
+  return r[1] >= 0
+end
+
 apply_pending()
 local st = state()
 if st == 'closed' or st == 'forced_closed' then
+  budget_slot()
   return reply(1, 0, '', nil)
 end
 if st == 'forced_open' then
@@ -22,6 +36,8 @@ end
 -- HALF_OPEN: reclaim leases whose holder died, then grant one if any is free.
 redis.call('ZREMRANGEBYSCORE', P, '-inf', fmt(now()))
 if redis.call('ZCARD', P) < policy(HALF_MAX) then
+  -- A probe waits for its slot too; without one it takes no lease.
+  if not budget_slot() then return reply(1, 0, '', tr) end
   local token = num(GEN) .. '-' .. redis.call('HINCRBY', S, 'ptok', 1)
   redis.call('ZADD', P, fmt(now() + policy(PERMIT_T)), token)
   return reply(1, 0, token, tr)

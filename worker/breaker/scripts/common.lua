@@ -5,14 +5,22 @@
 -- made here costs each run some server time, which is why the cache is an array, not a map.)
 --
 -- KEYS: 1 state hash, 2 window buckets hash, 3 half-open permits zset; all share one hash tag.
+--   4 (only for a breaker whose calls draw on a request budget) the host's budget hash.
 -- ARGV, the same layout for every script (worker/breaker/protocol.py builds it):
 --   1..10  the policy, in BreakerPolicy.script_args order (positions named below)
 --   11..15 successes this process buffered: generation, count, highest failure sequence seen at
 --          their admission, age in seconds, count admitted under older generations
 --   16..19 the operation: op, generation at admission, permit token or '', detail (an error label
 --          or an operator's reason)
+--   20..26 the request budget's policy (BudgetPolicy.script_args; empty without a budget)
+--   27..29 budget: successes since the last round trip, the budget epoch the call was admitted in,
+--          the Retry-After of a refusal (seconds, 0 without one)
 -- Time is the Redis server's TIME, so workers with skewed clocks agree.
-local S, W, P = KEYS[1], KEYS[2], KEYS[3]
+local S, W, P, BUDGET = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- The budget's part of the reply (protocol.BUDGET_FIELDS: wait, slot, epoch, rate, event, at_floor),
+-- set by the scripts that ask the budget.
+local NO_BUDGET = '0 0 0 0 - 0'
+local budget_said = NO_BUDGET
 -- The window is this many buckets; its edge is accurate to one bucket.
 local WINDOW_BUCKETS = 20
 
@@ -197,12 +205,13 @@ local function snapshot()
 end
 
 -- Every script ends here: the state writes go out, then one string, the fields of
--- protocol.HEAD_FIELDS and the transition's old, new and reason ('-' each without one; the reason
+-- protocol.HEAD_FIELDS, the budget's (protocol.BUDGET_FIELDS) and the transition's old, new and reason ('-' each without one; the reason
 -- last: it may hold spaces). A transition adds the stats snapshot: {head, snapshot}.
 local function reply(allowed, retry_after, token, tr)
   flush()
   local head = allowed .. ' ' .. state() .. ' ' .. (get(GEN) or '0') .. ' ' .. fmt(retry_after) .. ' '
     .. (token == '' and '-' or token) .. ' ' .. (get(FSEQ) or '0') .. ' ' .. (get(OKSEQ) or '0')
+    .. ' ' .. budget_said
   if tr == nil then return head .. ' - - -' end
   return {head .. ' ' .. tr[1] .. ' ' .. tr[2] .. ' ' .. tr[3], snapshot()}
 end

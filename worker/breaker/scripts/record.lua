@@ -1,10 +1,23 @@
 -- Report an outcome at once. ARGV 16: 'fail', 'ok', 'release' (the call was cancelled: give the
--- permit back, count nothing) or 'flush' (only apply pending successes); 17: generation at
+-- permit back, count nothing), 'throttle' (the host refused the call to pace us: KEYS[4]'s budget
+-- decides) or 'flush' (only apply pending successes); 17: generation at
 -- admission; 18: half-open permit token or ''; 19: short error label (never a message: no secrets).
 --#include common
+--#include budget
 apply_pending()
 local kind, gen, token = ARGV[16], tonumber(ARGV[17]), ARGV[18]
 if kind == 'flush' then return reply(1, 0, '', nil) end
+if kind == 'throttle' then
+  -- The host asked us to slow down: the budget's signal. Only a refusal at the budget's floor says
+  -- the host cannot be served at all, and counts as a failure.
+  local r = budget_throttle(BUDGET, now(), budget_policy(ARGV, 20), tonumber(ARGV[28]), tonumber(ARGV[29]))
+  budget_said = '0 0 0 ' .. budget_rate(r[2]) .. ' ' .. r[3] .. ' ' .. r[1]
+  if r[1] == 0 then
+    redis.call('ZREM', P, token) -- a probe's lease goes back: the host answered, nothing was learnt
+    return reply(1, 0, '', nil)
+  end
+  kind = 'fail'
+end
 if kind == 'release' then
   redis.call('ZREM', P, token)
   return reply(1, 0, '', nil)
