@@ -336,6 +336,11 @@ def collect_problems(s: Settings) -> list[str]:
             )
         if bs.open_max_seconds < bs.open_seconds:
             problems.append(f"{upstream}_BREAKER__OPEN_MAX_SECONDS: must be >= OPEN_SECONDS")
+    if s.budget_max_wait_seconds >= s.celery_task_soft_time_limit:
+        problems.append(
+            "BUDGET_MAX_WAIT_SECONDS: must stay below CELERY_TASK_SOFT_TIME_LIMIT, "
+            "or a call waiting for its slot outlives the task"
+        )
     for upstream, budget in (("ODOO", s.odoo_budget), ("WOOCOMMERCE", s.woocommerce_budget)):
         if budget.ceiling and budget.floor > budget.ceiling:
             problems.append(f"{upstream}_BUDGET__FLOOR: must not exceed {upstream}_BUDGET__CEILING")

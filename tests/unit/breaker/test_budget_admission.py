@@ -121,6 +121,21 @@ def test_a_refusal_cuts_the_rate_once_for_the_whole_fleet(
     assert a.stats().consecutive_failures == 0 and b.stats().total_failures == 0
 
 
+def test_refusals_within_a_second_of_a_cut_do_not_cut_again(
+    clock: FakeClock, server: fakeredis.FakeServer
+) -> None:
+    b, _ = make(clock, server)
+    for _ in range(5):  # each admitted after the previous cut, but the new rate has had no time to show
+        with pytest.raises(RateLimited):
+            b.call(refuse)
+    stats = read_budget(fakeredis.FakeRedis(server=server), PREFIX, HOST, 10)
+    assert (stats.cuts, stats.throttled, stats.rate) == (1, 5, pytest.approx(5.0))
+    clock.advance(1.0)
+    with pytest.raises(RateLimited):
+        b.call(refuse)
+    assert read_budget(fakeredis.FakeRedis(server=server), PREFIX, HOST, 10).cuts == 2
+
+
 def test_successes_raise_the_rate_back_to_the_ceiling(clock: FakeClock, server: fakeredis.FakeServer) -> None:
     listener = BudgetRecorder()
     b, _ = make(clock, server, listener=listener)
@@ -167,6 +182,7 @@ def test_refusals_count_against_the_breaker_only_at_the_floor(
     b, _ = make(clock, server, listener=listener, failure_threshold=3)
     outcomes = []
     for _ in range(12):
+        clock.advance(1.0)  # one cut a second at most: each refusal here comes a second apart
         try:
             b.call(refuse)
         except RateLimited:

@@ -122,6 +122,18 @@ def test_fully_configured_upstreams_are_valid() -> None:
             {"woocommerce_breaker": {"open_seconds": 60, "open_max_seconds": 30}},
             "WOOCOMMERCE_BREAKER__OPEN_MAX_SECONDS: must be >= OPEN_SECONDS",
         ),
+        (
+            {"budget_max_wait_seconds": 3000},
+            "BUDGET_MAX_WAIT_SECONDS: must stay below CELERY_TASK_SOFT_TIME_LIMIT",
+        ),
+        (
+            {"woocommerce_budget": {"ceiling": 5, "floor": 10}},
+            "WOOCOMMERCE_BUDGET__FLOOR: must not exceed WOOCOMMERCE_BUDGET__CEILING",
+        ),
+        (
+            {"odoo_budget": {"decrease": 1.5}},
+            "ODOO_BUDGET__DECREASE: Input should be less than 1",
+        ),
         ({"flower_basic_auth": "nocolonhere"}, "FLOWER_BASIC_AUTH: must be user:password"),
         ({"odoo_page_size": 0}, "ODOO_PAGE_SIZE: Input should be greater than or equal to 1"),
         ({"log_format": "xml"}, "LOG_FORMAT: Input should be 'json' or 'console'"),

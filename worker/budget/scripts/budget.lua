@@ -9,8 +9,15 @@
 --   epoch         bumped by every cut, so the refusals of calls admitted before it do not cut again
 --   paused_until  no slot before this (a Retry-After)
 --   reported      the rate at the last event written about this host
+--   peak          the rate the host last refused (before that cut)
 --   granted, throttled, cuts, pauses, last_throttle_at, last_cut_at: what operators read
 -- The policy `p` is a table: ceiling, floor, burst, decrease, increase, max_wait, pause_cap.
+
+-- Seconds: see budget_throttle.
+local BUDGET_CUT_SPACING = 1.0
+-- Past this share of the rate the host last refused (`peak`), the rate rises this much slower.
+local BUDGET_PROBE_FROM = 0.95
+local BUDGET_PROBE_SLOWER = 0.25
 
 local function budget_num(x, default)
   local n = tonumber(x)
@@ -33,7 +40,8 @@ local function budget_rate(x) return string.format('%.6g', x) end
 -- are the calls this process saw succeed since its last round trip: each raises the rate by
 -- p.increase / rate, about p.increase requests per second per second at full speed.
 local function budget_admit(key, now, p, successes)
-  local v = redis.call('HMGET', key, 'tat', 'rate', 'epoch', 'paused_until', 'ceiling', 'reported', 'granted')
+  local v = redis.call('HMGET', key, 'tat', 'rate', 'epoch', 'paused_until', 'ceiling', 'reported', 'granted',
+    'peak')
   local ceiling = budget_num(v[5], p.ceiling)
   local stored = budget_num(v[2], ceiling)
   local rate = math.min(stored, ceiling)
@@ -41,7 +49,11 @@ local function budget_admit(key, now, p, successes)
   local event = '-'
   local w = {}
   if successes > 0 and rate < ceiling then
-    rate = math.min(ceiling, rate + p.increase * successes / rate)
+    -- Back quickly to just under the rate the host last refused, then probe past it slowly: the
+    -- rate spends its time near what the host takes, and reaches a refusal less often.
+    local step = p.increase
+    if rate >= BUDGET_PROBE_FROM * budget_num(v[8], math.huge) then step = step * BUDGET_PROBE_SLOWER end
+    rate = math.min(ceiling, rate + step * successes / rate)
     if rate >= ceiling and reported < ceiling then
       event = 'restored'
       w[#w + 1] = 'reported'
@@ -69,13 +81,13 @@ local function budget_admit(key, now, p, successes)
 end
 
 -- A refusal (429, or 503 with Retry-After) of a call admitted in `seen_epoch`: the first refusal of
--- an epoch cuts the rate multiplicatively, later ones of the same epoch were sent at the old rate and
--- only count. A Retry-After pauses every slot until it passes. Returns {at_floor, rate, events}:
+-- an epoch cuts the rate multiplicatively (at most once a second), later ones of the same epoch were
+-- sent at the old rate and only count. A Retry-After pauses every slot until it passes. Returns {at_floor, rate, events}:
 -- at_floor (1/0) says the host refused although the rate was already at its floor (the breaker counts
 -- that one); events is '-' or 'lowered', 'paused' or 'lowered,paused' (threshold crossings to log).
 local function budget_throttle(key, now, p, seen_epoch, retry_after)
   local v = redis.call('HMGET', key, 'rate', 'epoch', 'paused_until', 'ceiling', 'reported',
-    'throttled', 'cuts', 'pauses', 'tat')
+    'throttled', 'cuts', 'pauses', 'tat', 'last_cut_at')
   local ceiling = budget_num(v[4], p.ceiling)
   local rate = math.min(budget_num(v[1], ceiling), ceiling)
   local epoch = budget_num(v[2], 0)
@@ -83,10 +95,14 @@ local function budget_throttle(key, now, p, seen_epoch, retry_after)
   local at_floor = rate <= p.floor
   local events = {}
   local w = {'throttled', budget_num(v[6], 0) + 1, 'last_throttle_at', budget_time(now)}
-  if seen_epoch == epoch then
+  -- At most one cut per BUDGET_CUT_SPACING: a host answers a refusal at once, so the calls admitted
+  -- just after a cut (slots reserved at the old rate, the burst) are refused before the new rate can
+  -- show; cutting again for each of them would take the fleet to the floor in a second.
+  if seen_epoch == epoch and now - budget_num(v[10], 0) >= BUDGET_CUT_SPACING then
+    local peak = rate
     rate = math.max(p.floor, rate * p.decrease)
     epoch = epoch + 1
-    for _, x in ipairs({'rate', budget_rate(rate), 'epoch', epoch, 'cuts', budget_num(v[7], 0) + 1,
+    for _, x in ipairs({'peak', budget_rate(peak), 'rate', budget_rate(rate), 'epoch', epoch, 'cuts', budget_num(v[7], 0) + 1,
       'last_cut_at', budget_time(now)}) do w[#w + 1] = x end
     -- Logged when the rate first leaves the ceiling, halves again since the last report, or reaches
     -- the floor: a host throttled steadily writes a few rows, not one per refusal.
