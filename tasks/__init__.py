@@ -273,6 +273,10 @@ def _settle(
         guard.handed_back(task_id)
     elif task_id is not None and not handed_back:
         guard.finished(task_id)
+    if handed_back and result.retry_after is not None:
+        # The host's budget is paused (a long Retry-After): come back when it is over. The countdown
+        # is at most RETRY_AFTER_CAP_SECONDS, which the settings keep below the visibility timeout.
+        raise task.retry(countdown=result.retry_after, max_retries=None)
     if handed_back:
         # Reject(requeue=True) puts this very message back on the broker (same id, same arguments) and
         # is not a failure: no result is stored, no retry budget is spent, and with the Redis transport

@@ -38,7 +38,7 @@ HIDDEN_RATE = 12.0
 @pytest.fixture
 def fleet() -> Iterator[WooFleet]:
     throttle = HostThrottle(ThrottleSpec(rate=HIDDEN_RATE, burst=3, retry_after_share=0.3, retry_after=1))
-    with WooFleet(shops=2, size=120, seed=61, latency_ms=20, throttle=throttle) as f:
+    with WooFleet(shops=2, size=600, seed=61, latency_ms=20, throttle=throttle) as f:
         yield f
 
 
@@ -114,7 +114,12 @@ def test_a_throttling_host_slows_the_fleet_down_and_both_mirrors_complete(
     # ...without a single breaker opening: a host asking us to slow down is not a host that is down.
     assert events(db, "breaker.opened") == []
     budget = {b["host"]: b for b in json.loads(syncworker(env, tmp_path, "budgets", "list", "--json"))}[host]
-    assert budget["throttled"] == counts.throttled
+    # Every refusal was reported to the fleet's budget (one lost to a Redis timeout would go to a local one).
+    assert 0.9 * counts.throttled <= budget["throttled"] <= counts.throttled
     assert budget["rate"] < HIDDEN_RATE * 3
-    # Most of what was sent got through: refusals are a small share once the rate came down.
-    assert counts.throttled < 0.2 * counts.requests
+    # Once the fleet has adapted (a few seconds after the first refusal), refusals are rare.
+    arrivals = fleet.throttle.arrivals()
+    first = min(a.at for a in arrivals if a.status == 429)
+    later = [a for a in arrivals if a.at > first + 5]
+    assert len(later) > 50
+    assert sum(a.status == 429 for a in later) < 0.1 * len(later)  # no budget: over half

@@ -135,6 +135,11 @@ class CircuitBreaker:
         store, admission = self._admit()
         started = self._clock()
         try:
+            if admission.wait > 0:
+                # Inside the try: a time limit firing while the call waits for its slot still gives a
+                # probe's lease back.
+                self._sleep(admission.wait)
+                started = self._clock()
             result = fn(*args, **kwargs)
         except Exception as exc:
             self._failed(store, admission, started, exc)
@@ -158,6 +163,9 @@ class CircuitBreaker:
         store, admission = self._admit()
         started = self._clock()
         try:
+            if admission.wait > 0:
+                self._sleep(admission.wait)
+                started = self._clock()
             yield
         except Exception as exc:
             self._failed(store, admission, started, exc)
@@ -246,8 +254,6 @@ class CircuitBreaker:
             raise BudgetPaused(self.budget_host or self.name, admission.wait)
         if not admission.allowed:
             raise CircuitOpenError(self.name, admission.retry_after)
-        if admission.wait > 0:
-            self._sleep(admission.wait)
         return store, admission
 
     def _failed(self, store: BreakerStore, admission: Admission, started: float, exc: Exception) -> None:

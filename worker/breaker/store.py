@@ -2,7 +2,8 @@
 
 The host is anything with ``register_script``: a ``redis.Redis`` (EVALSHA, loading the script once
 when Redis answers NOSCRIPT) or a ``LocalRedis`` (the same script text, run in process). Keys (one
-hash tag per breaker, so the scripts also run on Redis Cluster): ``<prefix>:state`` (hash),
+hash tag per breaker; a budget's hash has its host's tag, so a breaker with a budget needs one Redis or
+Sentinel, not Cluster): ``<prefix>:state`` (hash),
 ``<prefix>:window`` (hash of per-bucket counts, bounded), ``<prefix>:permits`` (zset of half-open
 leases scored by expiry). Every method is one script run: one round trip on Redis.
 """

@@ -24,7 +24,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from worker.infra import metrics
-from worker.infra.errors import CANCELLATIONS, CircuitOpenError, UpstreamError
+from worker.infra.errors import CANCELLATIONS, BudgetPaused, CircuitOpenError, UpstreamError
 from worker.infra.logs import log_context
 from worker.infra.settings import Settings
 from worker.sync import fence
@@ -323,6 +323,11 @@ def _attempt(ctx: RunContext, deps: SyncDeps, bookmark: Bookmark) -> RunResult:
         return RunResult(run_id, RunStatus.INTERRUPTED, counts, resumable=True, error=type(exc).__name__)
     except LockLost as exc:
         return RunResult(run_id, RunStatus.INTERRUPTED, counts, resumable=True, error=str(exc))
+    except BudgetPaused as exc:
+        # The host asked the fleet to wait longer than a call may sleep: its pause, not an outage. The
+        # checkpoint stands and the task comes back when the pause is over (tasks._settle).
+        return RunResult(run_id, RunStatus.INTERRUPTED, counts, retry_after=exc.retry_after_seconds,
+                         resumable=True, error=str(exc))  # fmt: skip
     except CircuitOpenError as exc:
         # Nothing fetched: a skip. Mid-run: the checkpoint stands and the next scheduled run resumes it
         # (not requeued at once, which would only meet the open breaker again).
@@ -390,7 +395,8 @@ OUTCOME_EVENTS = {
 def _record_outcome_event(ctx: RunContext, result: RunResult, details: dict[str, Any]) -> None:
     event = OUTCOME_EVENTS.get(result.status)
     if result.retry_after is not None:
-        event = "sync.skipped_breaker_open"  # also when the breaker opened mid-run
+        # Also when the breaker opened mid-run; resumable only when the host's budget paused it.
+        event = "sync.budget_paused" if result.resumable else "sync.skipped_breaker_open"
     if event is None:
         return
     ctx.record_event(event, {**details, "status": result.status.value, "error": result.error,

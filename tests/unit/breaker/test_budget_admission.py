@@ -136,6 +136,39 @@ def test_refusals_within_a_second_of_a_cut_do_not_cut_again(
     assert read_budget(fakeredis.FakeRedis(server=server), PREFIX, HOST, 10).cuts == 2
 
 
+def test_a_refusal_of_a_call_sent_before_the_cut_does_not_cut_again_later(
+    clock: FakeClock, server: fakeredis.FakeServer
+) -> None:
+    """Epoch fencing, apart from the one-a-second spacing: a slow answer to an old call comes late."""
+    a, _ = make(clock, server)
+    b, _ = make(clock, server, name="woocommerce:b")
+    with pytest.raises(RateLimited), a.guard():  # a's call is admitted before the cut...
+        with pytest.raises(RateLimited), b.guard():
+            refuse()  # ...b's refusal cuts
+        clock.advance(2.0)  # a's answer arrives two seconds later, refused too
+        refuse()
+    stats = read_budget(fakeredis.FakeRedis(server=server), PREFIX, HOST, 10)
+    assert (stats.cuts, stats.throttled) == (1, 2)
+
+
+def test_calls_in_flight_when_the_floor_is_reached_do_not_count_against_the_breaker(
+    clock: FakeClock, server: fakeredis.FakeServer
+) -> None:
+    b, _ = make(
+        clock, server, budget=BUDGET.__class__(**{**BUDGET.__dict__, "ceiling": 1.2}), failure_threshold=2
+    )
+    # Three calls admitted at 1.2/s, all refused: the first takes the rate to the floor (1), the other
+    # two were sent at the old rate and are not the host refusing the lowest rate.
+    with pytest.raises(RateLimited), b.guard(), b.guard(), b.guard():
+        refuse()
+    assert b.stats().total_failures == 0 and b.state() == "closed"
+    clock.advance(1.0)
+    for _ in range(2):  # now admitted at the floor, and still refused: that counts
+        with pytest.raises(RateLimited):
+            b.call(refuse)
+    assert b.state() == "open"
+
+
 def test_successes_raise_the_rate_back_to_the_ceiling(clock: FakeClock, server: fakeredis.FakeServer) -> None:
     listener = BudgetRecorder()
     b, _ = make(clock, server, listener=listener)

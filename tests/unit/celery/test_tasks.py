@@ -380,6 +380,21 @@ def test_warm_shutdown_hands_the_message_back_without_counting_a_crash(
     assert env["events"].events == []
 
 
+def test_a_paused_host_budget_brings_the_message_back_when_the_pause_is_over(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long Retry-After: not a failure, not a hand-back to spin on, but a retry at the pause's end."""
+    paused = RunResult(
+        1, RunStatus.INTERRUPTED, Counts(fetched=200), retry_after=240.0, resumable=True,
+        error="request budget for 'shop.example' is paused; retry after 240.0s", committed=2,
+    )  # fmt: skip
+    use_engine(monkeypatch, paused)
+    fake = FakeTask("t-p")
+    with pytest.raises(FakeRetry):
+        execute(fake, WOO, full=True, request=1)  # type: ignore[arg-type]
+    assert fake.retries == [{"countdown": 240.0, "max_retries": None}]
+
+
 def test_a_soft_time_limit_after_progress_hands_the_message_back(
     env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

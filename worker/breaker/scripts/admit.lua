@@ -5,13 +5,14 @@
 
 -- The call may go as far as the breaker is concerned: now the host's budget gives it a slot. False
 -- when no slot is free within the longest a call may wait (a long Retry-After): nothing reserved.
+-- Also returns the wait, so a probe's lease runs from its slot.
 local function budget_slot()
-  if BUDGET == nil then return true end
+  if BUDGET == nil then return true, 0 end
   local t = now()
   local r = budget_admit(BUDGET, t, budget_policy(ARGV, 20), tonumber(ARGV[27]))
   budget_said = fmt(r[1]) .. ' ' .. fmt(t + math.abs(r[1])) .. ' ' .. r[2] .. ' ' .. budget_rate(r[3]) .. ' '
     .. r[4] .. ' 0'
-  return r[1] >= 0
+  return r[1] >= 0, math.max(r[1], 0)
 end
 
 apply_pending()
@@ -37,9 +38,10 @@ end
 redis.call('ZREMRANGEBYSCORE', P, '-inf', fmt(now()))
 if redis.call('ZCARD', P) < policy(HALF_MAX) then
   -- A probe waits for its slot too; without one it takes no lease.
-  if not budget_slot() then return reply(1, 0, '', tr) end
+  local slotted, wait = budget_slot()
+  if not slotted then return reply(1, 0, '', tr) end
   local token = num(GEN) .. '-' .. redis.call('HINCRBY', S, 'ptok', 1)
-  redis.call('ZADD', P, fmt(now() + policy(PERMIT_T)), token)
+  redis.call('ZADD', P, fmt(now() + wait + policy(PERMIT_T)), token)
   return reply(1, 0, token, tr)
 end
 redis.call('HINCRBY', S, 'rejected', 1)

@@ -60,7 +60,9 @@ local function budget_admit(key, now, p, successes)
       w[#w + 1] = budget_rate(ceiling)
     end
   end
-  if rate ~= stored then
+  -- Only what successes taught is written back: a caller whose own ceiling is lower is spaced at it
+  -- (its interval below) without pulling down the rate the others on the host have learnt.
+  if rate > math.min(stored, ceiling) then
     w[#w + 1] = 'rate'
     w[#w + 1] = budget_rate(rate)
   end
@@ -89,10 +91,14 @@ local function budget_throttle(key, now, p, seen_epoch, retry_after)
   local v = redis.call('HMGET', key, 'rate', 'epoch', 'paused_until', 'ceiling', 'reported',
     'throttled', 'cuts', 'pauses', 'tat', 'last_cut_at')
   local ceiling = budget_num(v[4], p.ceiling)
-  local rate = math.min(budget_num(v[1], ceiling), ceiling)
+  -- The host refused what the whole fleet sent: cut the rate it learnt (an operator's ceiling caps it),
+  -- not this caller's view of it.
+  local rate = math.min(budget_num(v[1], ceiling), budget_num(v[4], math.huge))
   local epoch = budget_num(v[2], 0)
   local reported = budget_num(v[5], ceiling)
-  local at_floor = rate <= p.floor
+  -- A refusal counts against the breaker only for a call admitted at the floor, in the current
+  -- epoch: calls still in flight from before the cut that reached it were sent faster.
+  local at_floor = rate <= p.floor and seen_epoch == epoch
   local events = {}
   local w = {'throttled', budget_num(v[6], 0) + 1, 'last_throttle_at', budget_time(now)}
   -- At most one cut per BUDGET_CUT_SPACING: a host answers a refusal at once, so the calls admitted
