@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 
 from worker.breaker.local_redis import LocalRedis
 from worker.breaker.policy import BreakerPolicy
-from worker.breaker.state import NO_PENDING, Admission, PendingSuccesses
-from worker.breaker.store import BreakerStore
+from worker.breaker.state import NO_PENDING, Admission, BreakerState, PendingSuccesses
+from worker.breaker.store import BreakerStore, BudgetBinding
+from worker.budget import BudgetPolicy
 
 pytestmark = pytest.mark.integration
 
@@ -150,6 +151,74 @@ def test_same_replies_on_redis_and_in_process(policy: BreakerPolicy, ops: list[t
             assert on_redis.replies == in_process.replies
         dumps = [host.register_script(DUMP)(stores[0].keys, []) for host in (on_redis, in_process)]
         assert dumps[0] == dumps[1]
+    finally:
+        client.delete(*stores[0].keys)
+        client.close()
+
+
+# -- with the host's request budget (KEYS[4]): its chunk runs on both hosts too ---------------------
+
+budgets = st.builds(
+    BudgetPolicy,
+    ceiling=st.sampled_from([0.5, 2.0, 10.0, 50.0]),
+    floor=st.sampled_from([0.1, 0.5]),
+    burst=st.integers(1, 4),
+    decrease=st.sampled_from([0.5, 0.75]),
+    increase=st.sampled_from([0.2, 1.0]),
+    max_wait=st.sampled_from([0.5, 5.0, 60.0]),
+    pause_cap=st.sampled_from([1.0, 30.0]),
+)
+paced_admit = st.tuples(st.just("admit"), pending, st.integers(0, 5))
+refuse = st.tuples(
+    st.just("refuse"),
+    st.sampled_from(["last", "last", "older", "stale"]),
+    st.sampled_from([0.0, 0.5, 2, 90]),
+    pending,
+)
+paced_operations = st.lists(
+    st.one_of(paced_admit, paced_admit, refuse, refuse, record, advance, advance, stats, command), max_size=60
+)
+DUMP_BUDGET = "return redis.call('HGETALL', KEYS[4])"
+
+
+def apply_paced(store: BreakerStore, admissions: list[Admission], op: tuple[Any, ...]) -> Any:
+    if op[0] == "admit":
+        admissions.append(store.admit(op[1], op[2]))
+        return admissions[-1]
+    if op[0] == "refuse":
+        _, which, retry_after, buffered = op
+        seen = {"last": admissions[-1:], "older": admissions[-2:-1]}.get(which, [])
+        admission = (
+            seen[0] if seen else Admission(True, BreakerState.CLOSED, -1, 0.0, "0-999", budget_epoch=-1)
+        )
+        return store.record_refusal(admission, "RateLimited:429", retry_after, buffered)
+    return apply(store, admissions, op)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(policy=policies, budget=budgets, ops=paced_operations)
+def test_same_replies_with_a_request_budget(
+    policy: BreakerPolicy, budget: BudgetPolicy, ops: list[tuple[Any, ...]]
+) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    run = uuid.uuid4().hex
+    prefix = f"sw-test-{run}:breaker:{{same}}"
+    binding = BudgetBinding.for_host("shop.example", budget, f"sw-test-{run}")
+    clock = Clock()
+    on_redis, in_process = ShimmedHost(client, clock), ShimmedHost(LocalRedis(), clock)
+    stores = [BreakerStore("same", host, policy, prefix, binding) for host in (on_redis, in_process)]
+    admissions: list[list[Admission]] = [[], []]
+    try:
+        for op in ops:
+            if op[0] == "advance":
+                clock.now += op[1]
+                continue
+            answers = [apply_paced(store, seen, op) for store, seen in zip(stores, admissions, strict=True)]
+            assert answers[0] == answers[1], op
+            assert on_redis.replies == in_process.replies
+        for dump in (DUMP, DUMP_BUDGET):
+            dumps = [host.register_script(dump)(stores[0].keys, []) for host in (on_redis, in_process)]
+            assert dumps[0] == dumps[1]
     finally:
         client.delete(*stores[0].keys)
         client.close()
