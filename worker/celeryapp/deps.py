@@ -121,9 +121,12 @@ class SourceDepsCache:
         kind = get_kind(source.kind)
         settings = kind.configure(get_settings(), source)
         event_log = get_event_log()
-        policy = kind.breaker_policy(get_settings(), source)
-        # Every source on one host draws on that host's budget, whichever worker runs it.
-        budget = (kind.budget_host(source), kind.budget_policy(get_settings(), source))
+        try:
+            policy = kind.breaker_policy(get_settings(), source)
+            # Every source on one host draws on that host's budget, whichever worker runs it.
+            budget = (kind.budget_host(source), kind.budget_policy(get_settings(), source))
+        except ValueError as exc:  # an override that contradicts the fleet's settings
+            raise SourceMisconfigured(f"source {source.name!r}: {exc}") from None
         breaker = build_breaker(
             kind.breaker_name(source.name), settings, get_breaker_redis(), event_log, policy, budget
         )

@@ -91,6 +91,10 @@ class SourceKind(ABC):
     def budget_policy(self, settings: Settings, source: SourceConfig) -> BudgetPolicy:
         """The kind's budget with the source's overrides (validated: a bad override fails here)."""
         merged = BudgetSettings(**{**self.budget_settings(settings).model_dump(), **source.budget})
+        if merged.ceiling and merged.floor > merged.ceiling:
+            # Every refusal would then count against the breaker: the budget could never slow down.
+            msg = f"budget floor {merged.floor:g} is above its ceiling {merged.ceiling:g}"
+            raise ValueError(msg)
         return BudgetPolicy.from_settings(
             merged, max_wait=settings.budget_max_wait_seconds, pause_cap=settings.retry_after_cap_seconds
         )

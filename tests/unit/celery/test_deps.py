@@ -97,6 +97,25 @@ def test_a_stored_source_over_plain_http_to_a_remote_host_is_never_called(
         deps.get_deps("shop-plain")
 
 
+def test_sources_on_one_host_share_its_budget_and_a_contradictory_override_is_refused(
+    configured: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shops = {
+        name: SourceConfig(
+            name=name, kind="woocommerce", url=f"http://127.0.0.1:9/{name}", credentials=KEYS, budget=budget
+        )
+        for name, budget in (("shop-a", {}), ("shop-b", {"ceiling": 8}), ("shop-c", {"floor": 40}))
+    }
+    monkeypatch.setattr(deps, "find_source", lambda _settings, _sessions, name, **_: shops[name])
+    a, b = deps.get_deps("shop-a").breaker, deps.get_deps("shop-b").breaker
+    assert a.budget is not None and b.budget is not None
+    assert a.budget.key == b.budget.key and a.budget_host == "127.0.0.1:9"
+    assert (a.budget.policy.ceiling, b.budget.policy.ceiling) == (25.0, 8.0)
+    # A floor above the kind's ceiling (25/s) would make every refusal a breaker failure.
+    with pytest.raises(deps.SourceMisconfigured, match="budget floor 40 is above its ceiling 25"):
+        deps.get_deps("shop-c")
+
+
 def test_a_worker_keeps_at_most_source_cache_size_sources(
     settings_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
