@@ -138,6 +138,7 @@ class CircuitBreaker:
             if admission.wait > 0:
                 # Inside the try: a time limit firing while the call waits for its slot still gives a
                 # probe's lease back.
+                self._notify_wait(admission.wait)
                 self._sleep(admission.wait)
                 started = self._clock()
             result = fn(*args, **kwargs)
@@ -164,6 +165,7 @@ class CircuitBreaker:
         started = self._clock()
         try:
             if admission.wait > 0:
+                self._notify_wait(admission.wait)
                 self._sleep(admission.wait)
                 started = self._clock()
             yield
@@ -347,6 +349,15 @@ class CircuitBreaker:
             return
         try:
             self._listener.on_store_change(self.name, degraded, detail)
+        except Exception:
+            logger.exception("breaker listener failed", extra={"breaker": self.name})
+
+    def _notify_wait(self, seconds: float) -> None:
+        on_wait = getattr(self._listener, "on_budget_wait", None)
+        if on_wait is None or self.budget is None:
+            return
+        try:
+            on_wait(self.budget.host, seconds)
         except Exception:
             logger.exception("breaker listener failed", extra={"breaker": self.name})
 

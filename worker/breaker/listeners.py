@@ -53,6 +53,9 @@ class BudgetListener(Protocol):
 
     def on_budget(self, host: str, event: str, detail: dict[str, Any]) -> None: ...
 
+    def on_budget_wait(self, host: str, seconds: float) -> None:
+        """A call is about to sleep this long for its slot (only calls that wait)."""
+
 
 def operator_reason(actor: str) -> str:
     """The reason recorded for a manual command; the actor is kept for the audit trail."""
@@ -136,6 +139,11 @@ class LoggingListener:
 class MetricsListener:
     """Counts the transitions this process caused (the state gauge itself is read from Redis)."""
 
+    def on_budget_wait(self, host: str, seconds: float) -> None:
+        from worker.infra import metrics
+
+        metrics.observe_budget_wait(host, seconds)
+
     def on_transition(
         self,
         name: str,
@@ -178,6 +186,16 @@ class ListenerGroup:
                 listener.on_store_change(name, degraded, detail)
             except Exception:
                 logger.exception("breaker listener failed", extra={"breaker": name})
+
+    def on_budget_wait(self, host: str, seconds: float) -> None:
+        for listener in self.listeners:
+            on_wait = getattr(listener, "on_budget_wait", None)
+            if on_wait is None:
+                continue
+            try:
+                on_wait(host, seconds)
+            except Exception:
+                logger.exception("breaker listener failed", extra={"host": host})
 
     def on_budget(self, host: str, event: str, detail: dict[str, Any]) -> None:
         for listener in self.listeners:

@@ -67,6 +67,13 @@ SYNC_RUNS = Counter(
     ["source", "mode", "status"],
     registry=None,
 )
+BUDGET_WAITS = Histogram(
+    f"{PREFIX}_budget_wait_seconds",
+    "How long a call waited for its slot in its upstream host's request budget (calls that waited).",
+    ["host"],
+    buckets=LATENCY_BUCKETS,
+    registry=None,
+)
 SYNC_DURATION = Histogram(
     f"{PREFIX}_sync_run_duration_seconds",
     "Wall time of one sync run.",
@@ -91,6 +98,7 @@ PROCESS_METRICS: tuple[Collector, ...] = (
     UPSTREAM_CALLS,
     UPSTREAM_FAILURES,
     UPSTREAM_LATENCY,
+    BUDGET_WAITS,
     SYNC_RUNS,
     SYNC_DURATION,
     SYNC_RECORDS,
@@ -103,6 +111,10 @@ PROCESS_METRICS: tuple[Collector, ...] = (
 
 def record_breaker_transition(name: str, old: str, new: str) -> None:
     BREAKER_TRANSITIONS.labels(name, str(old), str(new)).inc()
+
+
+def observe_budget_wait(host: str, seconds: float) -> None:
+    BUDGET_WAITS.labels(host).observe(max(0.0, seconds))
 
 
 def observe_upstream_call(upstream: str, operation: str, outcome: str, seconds: float) -> None:

@@ -39,6 +39,14 @@ class BudgetRecorder(RecordingListener):
         return [event for _, event, _ in self.budget_events]
 
 
+class WaitRecorder:
+    def __init__(self) -> None:
+        self.waits: list[tuple[str, float]] = []
+
+    def on_budget_wait(self, host: str, seconds: float) -> None:
+        self.waits.append((host, seconds))
+
+
 class Sleeper:
     """The breaker's sleep: records each wait and lets the fake time pass."""
 
@@ -93,6 +101,17 @@ def test_calls_are_spaced_at_the_ceiling_after_the_burst(
         b.call(ok)
     # burst 2 go at once, then one every 1/10 s: the waits are exactly the spacing.
     assert sleeper.waits == pytest.approx([0.1, 0.1, 0.1, 0.1], abs=1e-5)
+
+
+def test_every_wait_for_a_slot_is_reported_to_the_listener(
+    clock: FakeClock, server: fakeredis.FakeServer
+) -> None:
+    """What the metrics' budget-wait histogram is fed: one observation per call that waited."""
+    recorder = WaitRecorder()
+    b, sleeper = make(clock, server, listener=recorder)
+    for _ in range(5):
+        b.call(ok)
+    assert recorder.waits == [(HOST, w) for w in sleeper.waits] and len(recorder.waits) == 3
 
 
 def test_one_budget_for_every_source_on_the_host(clock: FakeClock, server: fakeredis.FakeServer) -> None:
