@@ -1,7 +1,7 @@
 """Request budget per upstream host: four shops behind one host that throttles above an unannounced rate.
 
-    .venv/bin/python bench/request_budget.py --out /tmp/budget.json                  # the three arms
-    .venv/bin/python bench/request_budget.py --arms none,celery --out /tmp/budget.json
+    .venv/bin/python bench/request_budget.py --out budget.json                       # the three arms
+    .venv/bin/python bench/request_budget.py --arms none,celery --out budget.json
     .venv/bin/python bench/request_budget.py --hidden-rate 20 --products 3500 --duration 600
 
 One fleet simulator (its own process) serves 4 WooCommerce shops on one host and port, with
