@@ -57,21 +57,21 @@ BODY = json.dumps([{"id": i, "name": f"product {i}", "price": "9.99"} for i in r
 NEVER_TRIPS = {"failure_threshold": 10**9, "minimum_calls": 10**9}
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+
+
+def breaker_files(commit: str) -> dict[str, str]:
+    """worker/breaker at the commit: path -> text."""
+    names = _git("ls-tree", "-r", "--name-only", commit, "worker/breaker").split()
+    return {name: _git("show", f"{commit}:{name}") for name in names}
+
+
 @contextlib.contextmanager
 def breaker_before(commit: str) -> Iterator[ModuleType]:
     """The commit's worker/breaker as the package ``breaker_before``."""
-    files = subprocess.run(
-        ["git", "ls-tree", "-r", "--name-only", commit, "worker/breaker"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
     with tempfile.TemporaryDirectory() as tmp:
-        for name in files:
-            text = subprocess.run(
-                ["git", "show", f"{commit}:{name}"], cwd=ROOT, check=True, capture_output=True, text=True
-            ).stdout
+        for name, text in breaker_files(commit).items():
             if name.endswith(".py"):
                 text = text.replace("worker.breaker", "breaker_before")
             target = Path(tmp) / "breaker_before" / Path(name).relative_to("worker/breaker")
@@ -92,19 +92,7 @@ def line_counts(commit: str) -> dict[str, dict[str, int]]:
         lua = sum(t.count("\n") for n, t in texts.items() if n.endswith(".lua"))
         return {"python": py, "lua": lua, "total": py + lua}
 
-    names = subprocess.run(
-        ["git", "ls-tree", "-r", "--name-only", commit, "worker/breaker"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    before = {
-        n: subprocess.run(
-            ["git", "show", f"{commit}:{n}"], cwd=ROOT, check=True, capture_output=True, text=True
-        ).stdout
-        for n in names
-    }
+    before = breaker_files(commit)
     now = {
         str(p.relative_to(ROOT)): p.read_text()
         for p in sorted((ROOT / "worker/breaker").rglob("*"))

@@ -166,18 +166,22 @@ class Stack:
                 "--seed",
                 str(seed),
             ]
-            started = self.procs.start(f"sim-{prefix}", cmd, env=dict(os.environ), cwd=ROOT, stdout_pipe=True)
-            assert started.proc.stdout is not None
-            got = 0
-            while got < n:
-                line = started.proc.stdout.readline()
-                if not line:
-                    msg = f"simulator {prefix} exited early (log {started.log})"
-                    raise RuntimeError(msg)
-                if line.startswith("{"):
-                    source = json.loads(line)
-                    self.sources[source["name"]] = source
-                    got += 1
+            self._start_simulator(f"sim-{prefix}", cmd, n)
+
+    def _start_simulator(self, name: str, cmd: list[str], tenants: int) -> None:
+        """Start one simulator process and read the sources it prints (a JSON line per tenant)."""
+        started = self.procs.start(name, cmd, env=dict(os.environ), cwd=ROOT, stdout_pipe=True)
+        assert started.proc.stdout is not None
+        got = 0
+        while got < tenants:
+            line = started.proc.stdout.readline()
+            if not line:
+                msg = f"simulator {name} exited early (log {started.log})"
+                raise RuntimeError(msg)
+            if line.startswith("{"):
+                source = json.loads(line)
+                self.sources[source["name"]] = source
+                got += 1
 
     def _start_big(self) -> None:
         cmd = [

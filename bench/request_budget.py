@@ -77,16 +77,7 @@ class BudgetStack(Stack):
                "--throttle-retry-after-share", str(a.retry_after_share),
                "--throttle-retry-after", str(a.retry_after),
                "--throttle-log-size", str(a.log_size)]  # fmt: skip
-        started = self.procs.start("sim-fleet", cmd, env=dict(os.environ), cwd=ROOT, stdout_pipe=True)
-        assert started.proc.stdout is not None
-        while len(self.sources) < SHOPS:
-            line = started.proc.stdout.readline()
-            if not line:
-                msg = f"the fleet simulator exited early (log {started.log})"
-                raise RuntimeError(msg)
-            if line.startswith("{"):
-                source = json.loads(line)
-                self.sources[source["name"]] = source
+        self._start_simulator("sim-fleet", cmd, SHOPS)
         url = next(iter(self.sources.values()))["url"]
         self.throttle_url = url.rpartition("/")[0] + "/__throttle__"
 

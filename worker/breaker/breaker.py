@@ -44,10 +44,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import redis
 
+from worker.breaker import protocol
 from worker.breaker.buffer import SuccessBuffer
 from worker.breaker.listeners import BreakerListener, operator_reason
 from worker.breaker.local_redis import LocalRedis
@@ -286,8 +287,8 @@ class CircuitBreaker:
             local = self._local_store()
             tr, head = local.record_refusal(admission, error_label(exc), retry_after, NO_PENDING)
         self._notify(tr)
-        event = head.get("event", "-")
-        if event != "-":
+        event = protocol.budget_event(head)
+        if event is not None:
             self._notify_budget(event, float(head["rate"]), retry_after)
 
     def _succeeded(self, store: BreakerStore, admission: Admission, started: float) -> None:
@@ -344,40 +345,32 @@ class CircuitBreaker:
             self._degraded_until = None
             self._store_change(False, "redis answered")
 
-    def _store_change(self, degraded: bool, detail: str) -> None:
-        if self._listener is None:
+    def _tell(self, method: str, *args: Any) -> None:
+        """Call the listener's ``method`` if it has one; a broken listener never fails a guarded call."""
+        hook = getattr(self._listener, method, None)
+        if hook is None:
             return
         try:
-            self._listener.on_store_change(self.name, degraded, detail)
+            hook(*args)
         except Exception:
             logger.exception("breaker listener failed", extra={"breaker": self.name})
+
+    def _store_change(self, degraded: bool, detail: str) -> None:
+        self._tell("on_store_change", self.name, degraded, detail)
 
     def _notify_wait(self, seconds: float) -> None:
-        on_wait = getattr(self._listener, "on_budget_wait", None)
-        if on_wait is None or self.budget is None:
-            return
-        try:
-            on_wait(self.budget.host, seconds)
-        except Exception:
-            logger.exception("breaker listener failed", extra={"breaker": self.name})
+        if self.budget is not None:
+            self._tell("on_budget_wait", self.budget.host, seconds)
 
     def _notify_budget(self, events: str, rate: float, retry_after: float) -> None:
-        on_budget = getattr(self._listener, "on_budget", None)
-        if on_budget is None or self.budget is None:
+        if self.budget is None:
             return
         detail = {"breaker": self.name, "rate": rate, "ceiling": self.budget.policy.ceiling}
         if retry_after:
             detail["retry_after"] = retry_after
         for event in events.split(","):
-            try:
-                on_budget(self.budget.host, event, dict(detail))
-            except Exception:
-                logger.exception("breaker listener failed", extra={"breaker": self.name})
+            self._tell("on_budget", self.budget.host, event, dict(detail))
 
     def _notify(self, tr: Transition | None) -> None:
-        if tr is None or self._listener is None:
-            return
-        try:
-            self._listener.on_transition(self.name, tr.old, tr.new, tr.reason, tr.stats.as_dict())
-        except Exception:
-            logger.exception("breaker listener failed", extra={"breaker": self.name})
+        if tr is not None:
+            self._tell("on_transition", self.name, tr.old, tr.new, tr.reason, tr.stats.as_dict())

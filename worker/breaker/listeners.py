@@ -161,10 +161,22 @@ class MetricsListener:
 
 
 class ListenerGroup:
-    """Several listeners as one; each is isolated from the others' failures."""
+    """Several listeners as one; each is isolated from the others' failures, and hears only what it
+    listens for (the budget's hooks are optional)."""
 
     def __init__(self, *listeners: BreakerListener) -> None:
         self.listeners = listeners
+
+    def _each(self, method: str, *args: Any) -> None:
+        for listener in self.listeners:
+            hook = getattr(listener, method, None)
+            if hook is None:
+                continue
+            try:
+                hook(*args)
+            except Exception:
+                # args[0] is the breaker's name, or the budget's host.
+                logger.exception("breaker listener failed", extra={"breaker": args[0]})
 
     def on_transition(
         self,
@@ -174,35 +186,13 @@ class ListenerGroup:
         reason: str,
         stats: dict[str, Any],
     ) -> None:
-        for listener in self.listeners:
-            try:
-                listener.on_transition(name, old, new, reason, stats)
-            except Exception:
-                logger.exception("breaker listener failed", extra={"breaker": name})
+        self._each("on_transition", name, old, new, reason, stats)
 
     def on_store_change(self, name: str, degraded: bool, detail: str) -> None:
-        for listener in self.listeners:
-            try:
-                listener.on_store_change(name, degraded, detail)
-            except Exception:
-                logger.exception("breaker listener failed", extra={"breaker": name})
-
-    def on_budget_wait(self, host: str, seconds: float) -> None:
-        for listener in self.listeners:
-            on_wait = getattr(listener, "on_budget_wait", None)
-            if on_wait is None:
-                continue
-            try:
-                on_wait(host, seconds)
-            except Exception:
-                logger.exception("breaker listener failed", extra={"host": host})
+        self._each("on_store_change", name, degraded, detail)
 
     def on_budget(self, host: str, event: str, detail: dict[str, Any]) -> None:
-        for listener in self.listeners:
-            on_budget = getattr(listener, "on_budget", None)
-            if on_budget is None:
-                continue
-            try:
-                on_budget(host, event, detail)
-            except Exception:
-                logger.exception("breaker listener failed", extra={"host": host})
+        self._each("on_budget", host, event, detail)
+
+    def on_budget_wait(self, host: str, seconds: float) -> None:
+        self._each("on_budget_wait", host, seconds)

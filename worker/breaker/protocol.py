@@ -49,18 +49,19 @@ def keys(prefix: str, budget_key: str | None = None) -> list[str]:
     return breaker if budget_key is None else [*breaker, budget_key]
 
 
+def budget_policy_args(policy: BudgetPolicy | None) -> list[bytes]:
+    """ARGV 20..26; the same on every call of a store, so encoded once. Nothing without a budget."""
+    return NO_BUDGET_ARGS if policy is None else [a.encode() for a in policy.script_args()]
+
+
 def budget_args(
-    policy: BudgetPolicy | None, successes: int = 0, epoch: int = -1, retry_after: float = 0.0
+    policy: Sequence[bytes], successes: int = 0, epoch: int = -1, retry_after: float = 0.0
 ) -> list[bytes]:
-    """ARGV 20..29: the budget's policy, then successes to credit, the epoch a refusal's call was
-    admitted in and its Retry-After. Nothing at all without a budget."""
-    if policy is None:
+    """ARGV 20..29: the budget's encoded policy, then successes to credit, the epoch a refusal's call
+    was admitted in and its Retry-After. Nothing at all without a budget."""
+    if not policy:
         return NO_BUDGET_ARGS
-    return [a.encode() for a in policy.script_args()] + [
-        b"%d" % successes,
-        b"%d" % epoch,
-        b"%.6f" % retry_after,
-    ]
+    return [*policy, b"%d" % successes, b"%d" % epoch, b"%.6f" % retry_after]
 
 
 def policy_args(policy: BreakerPolicy) -> list[bytes]:

@@ -60,7 +60,7 @@ class BreakerStore:
         self.budget = budget
         self.keys = protocol.keys(key_prefix, budget.key if budget else None)
         self._policy = protocol.policy_args(policy)
-        self._budget_policy = budget.policy if budget else None
+        self._budget_policy = protocol.budget_policy_args(budget.policy if budget else None)
         self._scripts = {n: host.register_script(source) for n, source in protocol.SOURCES.items()}
         self._pool = host.connection_pool if isinstance(host, redis.Redis) else None
         # The most common call of all, admission with nothing buffered, has the same arguments always.

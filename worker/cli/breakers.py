@@ -7,7 +7,6 @@ opened a breaker when only this process's local copy changed.
 
 from __future__ import annotations
 
-import datetime as dt
 import getpass
 from typing import Any
 
@@ -16,7 +15,7 @@ import redis
 
 from worker.breaker import BreakerStats, breaker_redis, build_breaker, list_breakers
 from worker.breaker.listeners import EventLogLike
-from worker.cli.output import cli_settings, echo_json, json_option, render_table
+from worker.cli.output import cli_settings, echo_json, json_option, render_table, utc_time
 from worker.infra.settings import Settings
 from worker.sources.catalog import fleet_breaker_policies
 
@@ -35,10 +34,6 @@ def open_event_log(settings: Settings) -> EventLogLike:
     return EventLog.from_settings(settings)
 
 
-def _when(epoch: float | None) -> dt.datetime | None:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC) if epoch is not None else None
-
-
 def _row(s: BreakerStats) -> list[Any]:
     return [
         s.name,
@@ -47,8 +42,8 @@ def _row(s: BreakerStats) -> list[Any]:
         f"{s.window_failures}/{s.window_calls}",
         f"{s.failure_rate:.0%}",
         s.total_rejected,
-        _when(s.opened_at),
-        _when(s.next_attempt_at),
+        utc_time(s.opened_at),
+        utc_time(s.next_attempt_at),
     ]
 
 
@@ -97,7 +92,7 @@ def show(ctx: click.Context, name: str, as_json: bool) -> None:
         echo_json(data)
         return
     for key in ("last_failure_at", "last_success_at", "opened_at", "next_attempt_at"):
-        data[key] = _when(data[key])
+        data[key] = utc_time(data[key])
     render_table(f"breaker {name}", ("field", "value"), list(data.items()))
 
 

@@ -7,7 +7,6 @@ fails loudly: an operator must never believe they slowed the fleet down when not
 
 from __future__ import annotations
 
-import datetime as dt
 import getpass
 from collections.abc import Callable
 from functools import partial
@@ -16,7 +15,6 @@ from typing import Any, NoReturn
 import click
 import redis
 
-from worker.breaker.listeners import EventLogLike
 from worker.budget import (
     BudgetStats,
     clear_ceiling,
@@ -27,30 +25,15 @@ from worker.budget import (
     set_ceiling,
 )
 from worker.budget.stats import known_hosts
-from worker.cli.output import cli_settings, echo_json, json_option, render_table
+
+# The breakers' seams: the same fail-fast Redis client, the same audited event log.
+from worker.cli.breakers import open_event_log, open_redis
+from worker.cli.output import cli_settings, echo_json, json_option, render_table, utc_time
 from worker.infra.settings import Settings
 from worker.sources.catalog import fleet_budget_ceilings
 
 COLUMNS = ("host", "rate (req/s)", "ceiling", "configured", "paused until", "throttled", "cuts", "granted",
            "last refusal")  # fmt: skip
-
-
-def open_redis(settings: Settings) -> redis.Redis:
-    """The client the budget scripts use (a seam for tests)."""
-    from worker.breaker import breaker_redis
-
-    return breaker_redis(settings)
-
-
-def open_event_log(settings: Settings) -> EventLogLike:
-    """The event log that audits operator commands (a seam for tests)."""
-    from worker.infra.eventlog import EventLog
-
-    return EventLog.from_settings(settings)
-
-
-def _when(epoch: float | None) -> dt.datetime | None:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC) if epoch is not None else None
 
 
 def _rate(value: float | None) -> str:
@@ -71,9 +54,9 @@ def _view(s: BudgetStats, configured: dict[str, float], now: float) -> dict[str,
 
 
 def _row(s: BudgetStats, configured: dict[str, float], now: float) -> list[Any]:
-    paused_until = _when(s.paused_until) if _paused(s, now) else None
+    paused_until = utc_time(s.paused_until) if _paused(s, now) else None
     return [s.host, _rate(s.rate), _ceiling(s), _rate(configured.get(s.host)), paused_until,
-            s.throttled, s.cuts, s.granted, _when(s.last_throttle_at)]  # fmt: skip
+            s.throttled, s.cuts, s.granted, utc_time(s.last_throttle_at)]  # fmt: skip
 
 
 def _fail(exc: redis.RedisError) -> NoReturn:

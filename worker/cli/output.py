@@ -56,6 +56,11 @@ def json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(fn)
 
 
+def utc_time(epoch: float | None) -> dt.datetime | None:
+    """A store's epoch seconds (Redis time) as an aware UTC datetime for tables and JSON."""
+    return dt.datetime.fromtimestamp(epoch, dt.UTC) if epoch is not None else None
+
+
 def redact_url(url: str) -> str:
     """The URL with any password replaced by ``***`` (user names stay: they help debugging)."""
     try:

@@ -132,28 +132,42 @@ def apply(store: BreakerStore, admissions: list[Admission], op: tuple[Any, ...])
     return store.stats()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(policy=policies, ops=operations)
-def test_same_replies_on_redis_and_in_process(policy: BreakerPolicy, ops: list[tuple[Any, ...]]) -> None:
+def run_side_by_side(
+    policy: BreakerPolicy,
+    ops: list[tuple[Any, ...]],
+    step: Callable[[BreakerStore, list[Admission], tuple[Any, ...]], Any],
+    dumps: Sequence[str],
+    budget: BudgetPolicy | None = None,
+) -> None:
+    """Every operation on a Redis store and an in-process one: the same answers, raw replies and keys."""
     client = redis.Redis.from_url(REDIS_URL)
-    prefix = f"sw-test-{uuid.uuid4().hex}:breaker:{{same}}"
+    run = uuid.uuid4().hex
+    prefix = f"sw-test-{run}:breaker:{{same}}"
+    binding = BudgetBinding.for_host("shop.example", budget, f"sw-test-{run}") if budget else None
     clock = Clock()
     on_redis, in_process = ShimmedHost(client, clock), ShimmedHost(LocalRedis(), clock)
-    stores = [BreakerStore("same", host, policy, prefix) for host in (on_redis, in_process)]
+    stores = [BreakerStore("same", host, policy, prefix, binding) for host in (on_redis, in_process)]
     admissions: list[list[Admission]] = [[], []]
     try:
         for op in ops:
             if op[0] == "advance":
                 clock.now += op[1]
                 continue
-            answers = [apply(store, seen, op) for store, seen in zip(stores, admissions, strict=True)]
+            answers = [step(store, seen, op) for store, seen in zip(stores, admissions, strict=True)]
             assert answers[0] == answers[1], op
             assert on_redis.replies == in_process.replies
-        dumps = [host.register_script(DUMP)(stores[0].keys, []) for host in (on_redis, in_process)]
-        assert dumps[0] == dumps[1]
+        for dump in dumps:
+            kept = [host.register_script(dump)(stores[0].keys, []) for host in (on_redis, in_process)]
+            assert kept[0] == kept[1]
     finally:
         client.delete(*stores[0].keys)
         client.close()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(policy=policies, ops=operations)
+def test_same_replies_on_redis_and_in_process(policy: BreakerPolicy, ops: list[tuple[Any, ...]]) -> None:
+    run_side_by_side(policy, ops, apply, [DUMP])
 
 
 # -- with the host's request budget (KEYS[4]): its chunk runs on both hosts too ---------------------
@@ -200,25 +214,4 @@ def apply_paced(store: BreakerStore, admissions: list[Admission], op: tuple[Any,
 def test_same_replies_with_a_request_budget(
     policy: BreakerPolicy, budget: BudgetPolicy, ops: list[tuple[Any, ...]]
 ) -> None:
-    client = redis.Redis.from_url(REDIS_URL)
-    run = uuid.uuid4().hex
-    prefix = f"sw-test-{run}:breaker:{{same}}"
-    binding = BudgetBinding.for_host("shop.example", budget, f"sw-test-{run}")
-    clock = Clock()
-    on_redis, in_process = ShimmedHost(client, clock), ShimmedHost(LocalRedis(), clock)
-    stores = [BreakerStore("same", host, policy, prefix, binding) for host in (on_redis, in_process)]
-    admissions: list[list[Admission]] = [[], []]
-    try:
-        for op in ops:
-            if op[0] == "advance":
-                clock.now += op[1]
-                continue
-            answers = [apply_paced(store, seen, op) for store, seen in zip(stores, admissions, strict=True)]
-            assert answers[0] == answers[1], op
-            assert on_redis.replies == in_process.replies
-        for dump in (DUMP, DUMP_BUDGET):
-            dumps = [host.register_script(dump)(stores[0].keys, []) for host in (on_redis, in_process)]
-            assert dumps[0] == dumps[1]
-    finally:
-        client.delete(*stores[0].keys)
-        client.close()
+    run_side_by_side(policy, ops, apply_paced, [DUMP, DUMP_BUDGET], budget)
